@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: openadapt.waa contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one table of exit codes, failure classes and recovery hints.
+
+It lives in module_utils because the health probe runs on the target host and must return the
+same codes the wrapper (`waa-run`) exits with; waa_runner loads this very file. Standard library
+only. docs/exit-codes.md is the human-readable copy of this table and is checked against it.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from collections import namedtuple
+
+ExitCode = namedtuple("ExitCode", ["code", "name", "summary", "hint"])
+
+READY = 0
+PREFLIGHT = 1
+DOCKER_DAEMON = 2
+IMAGE_PULL = 3
+CONTAINER = 4
+VM_BOOT = 5
+WAA_SERVER = 6
+ACCESSIBILITY = 7
+DEADLINE = 8
+UNKNOWN = 9
+UNREACHABLE = 10
+CIRCUIT_OPEN = 11
+BUSY = 12
+NOT_ALL_READY = 13
+USAGE = 64
+
+EXIT_CODES = {
+    READY: ExitCode(READY, "ready", "every targeted host is ready", ""),
+    PREFLIGHT: ExitCode(
+        PREFLIGHT, "preflight",
+        "the host cannot run WAA (no KVM / nested virtualization, too little RAM or disk, wrong arch)",
+        "use an x86_64 VM with nested virtualization (e.g. Standard_D8ds_v5, security type Standard, "
+        "not TrustedLaunch) and enough free RAM and disk; see the preflight message",
+    ),
+    DOCKER_DAEMON: ExitCode(
+        DOCKER_DAEMON, "docker_daemon", "the Docker engine does not answer",
+        "run `waa-run vm-setup` (role docker_daemon), or check `systemctl status docker` on the host",
+    ),
+    IMAGE_PULL: ExitCode(
+        IMAGE_PULL, "image_pull", "the WAA image could not be pulled",
+        "check the registry, credentials and disk space; set a regional mirror (waa_image_fallback_registry)",
+    ),
+    CONTAINER: ExitCode(
+        CONTAINER, "container", "the winarena container is missing, stopped, restarting or was OOM-killed",
+        "run `waa-run vm-setup` to (re)create it; its last log lines are in the report",
+    ),
+    VM_BOOT: ExitCode(
+        VM_BOOT, "vm_boot", "Windows did not boot in time (noVNC, QMP or the screen never came up)",
+        "look at the desktop through an SSH tunnel to port 8006; `waa-run server-start` restarts the "
+        "container once; a first boot installs Windows (~20 min)",
+    ),
+    WAA_SERVER: ExitCode(
+        WAA_SERVER, "waa_server", "the WAA server in Windows never answered /probe",
+        "restart the container once (`waa-run server-start`); if it persists re-prepare /storage",
+    ),
+    ACCESSIBILITY: ExitCode(
+        ACCESSIBILITY, "accessibility", "the accessibility tree stayed empty or failed",
+        "the desktop may still be busy: probe again with a longer --timeout, or try the other backend",
+    ),
+    DEADLINE: ExitCode(
+        DEADLINE, "deadline", "the overall deadline passed before the run finished",
+        "raise --timeout, or probe the hosts to see where they are stuck",
+    ),
+    UNKNOWN: ExitCode(UNKNOWN, "unknown", "an unexpected error", "rerun with -v and read the run artifacts"),
+    UNREACHABLE: ExitCode(
+        UNREACHABLE, "unreachable", "the host could not be reached over SSH",
+        "check that the VM is running, its address, the SSH key and the NSG rule for your address",
+    ),
+    CIRCUIT_OPEN: ExitCode(
+        CIRCUIT_OPEN, "circuit_open", "the host failed too many waits in a row; probing is paused",
+        "wait until the time given, or force a probe (waa-run probe --force / waa_health_force_probe)",
+    ),
+    BUSY: ExitCode(
+        BUSY, "busy", "another waa-run is already working on these hosts",
+        "wait for it to finish, or pass --wait-lock SECONDS",
+    ),
+    NOT_ALL_READY: ExitCode(
+        NOT_ALL_READY, "not_all_ready", "some hosts are ready and others failed for different reasons",
+        "read each host's own exit code and hint in the summary or the JSON report",
+    ),
+    USAGE: ExitCode(USAGE, "usage", "the command line or a variable is invalid; nothing was changed",
+                    "see the message and `waa-run --help`"),
+}
+
+# Health layer -> exit code when that layer is the first unhealthy one.
+LAYER_EXIT_CODES = {
+    "docker_daemon": DOCKER_DAEMON,
+    "container": CONTAINER,
+    "vm_boot": VM_BOOT,
+    "waa_server": WAA_SERVER,
+    "accessibility": ACCESSIBILITY,
+}
+
+# Role -> exit code when a task of that role fails (the probe's own result overrides this).
+ROLE_EXIT_CODES = {
+    "nested_virt_check": PREFLIGHT,
+    "docker_daemon": DOCKER_DAEMON,
+    "winarena_image": IMAGE_PULL,
+    "winarena_container": CONTAINER,
+    "waa_health": UNKNOWN,
+}
+
+# How a failure may be handled: what the caller (role, wrapper, human) can do about it.
+PERMANENT = "permanent"  # waiting will not help; needs a role run or a human
+RECOVERABLE = "recoverable"  # one bounded recovery (start / restart / recreate) may help
+TRANSIENT = "transient"  # waiting longer may help
+FAILURE_CLASSES = (PERMANENT, RECOVERABLE, TRANSIENT)
+
+
+def describe(code):
+    """The table row for a code; unknown codes map to UNKNOWN's row with the code kept."""
+    row = EXIT_CODES.get(code)
+    if row is None:
+        base = EXIT_CODES[UNKNOWN]
+        return ExitCode(code, base.name, base.summary, base.hint)
+    return row
