@@ -15,9 +15,10 @@ import re
 
 SIZE = re.compile(r"^[1-9][0-9]{0,4}[GMT]$")
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-# [registry[:port]/]path[:tag][@sha256:digest], lower case path components as Docker requires.
+# [registry[:port]/]path[:tag][@sha256:digest]; a registry has a dot or a port, or is localhost;
+# path components are lower case, as Docker requires.
 IMAGE_REF = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]+)?|localhost(?::[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+)/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
