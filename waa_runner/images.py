@@ -25,6 +25,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 EMULATOR_CONTEXT = _PACKAGE_DIR / "emulator"
 # Only present in a source checkout: the test host is a test fixture, not a shipped feature.
 TESTHOST_CONTEXT = _PACKAGE_DIR.parent / "tests" / "images" / "testhost"
+FLEETHOST_IMAGE = "waa-fleethost:bookworm"
+FLEETHOST_CONTEXT = _PACKAGE_DIR.parent / "tests" / "images" / "fleethost"
 
 _DEBOOTSTRAP_SUITE = "bookworm"
 _DEBOOTSTRAP_INCLUDE = "python3,ca-certificates"
@@ -106,12 +108,16 @@ def ensure_base(log=print) -> BuildOutcome:
     return BuildOutcome(BASE_IMAGE, True, wanted)
 
 
-def ensure_from_context(image: str, context: Path, log=print) -> BuildOutcome:
-    """Build `image` from a Dockerfile context on top of the base image, unless nothing changed."""
+def ensure_from_context(image: str, context: Path, log=print, parent=None) -> BuildOutcome:
+    """Build `image` from a Dockerfile context on top of its parent image, unless nothing changed.
+
+    `parent` ensures the image the Dockerfile starts FROM (the base image by default); its id is
+    part of the content hash, so a rebuilt parent rebuilds its children.
+    """
     if not (context / "Dockerfile").is_file():
         raise ImageBuildError(f"no Dockerfile in {context}")
-    ensure_base(log)
-    wanted = hash_context(context, image_id(BASE_IMAGE))
+    parent_image = (parent or ensure_base)(log).image
+    wanted = hash_context(context, image_id(parent_image))
     if image_label(image) == wanted:
         return BuildOutcome(image, False, wanted)
     log(f"building {image} from {context}")
@@ -132,7 +138,15 @@ def ensure_testhost(log=print) -> BuildOutcome:
     return ensure_from_context(TESTHOST_IMAGE, TESTHOST_CONTEXT, log)
 
 
-TARGETS = {"base": ensure_base, "emulator": ensure_emulator, "testhost": ensure_testhost}
+def ensure_fleethost(log=print) -> BuildOutcome:
+    """The test host with the engine preinstalled: fleets of 10-20 hosts skip 20 apt installs."""
+    if not FLEETHOST_CONTEXT.is_dir():
+        raise ImageBuildError("the fleet host image is built only from a source checkout (tests/images/fleethost)")
+    return ensure_from_context(FLEETHOST_IMAGE, FLEETHOST_CONTEXT, log, parent=ensure_testhost)
+
+
+TARGETS = {"base": ensure_base, "emulator": ensure_emulator, "testhost": ensure_testhost,
+           "fleethost": ensure_fleethost}
 
 
 def main(argv: list[str] | None = None) -> int:
