@@ -1,0 +1,278 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: openadapt.waa contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: waa_health_probe
+short_description: Decide whether a Windows Agent Arena host is ready and, if not, which layer is broken and why
+version_added: "0.1.0"
+description:
+  - Checks a WAA host layer by layer, in order, and stops at the first unhealthy layer
+    C(docker_daemon) (the engine answers C(_ping) on its socket), C(container) (exists, runs,
+    not restarting, not OOM-killed), C(vm_boot) (port 8006 serves noVNC rather than the boot
+    status page, QMP C(query-status) is running, and the screen is not black),
+    C(waa_server) (C(GET /probe) answers the expected JSON) and C(accessibility)
+    (C(GET /accessibility) returns a non-empty tree).
+  - Every layer returns the same result model; the module returns them all, the first failed
+    layer, its failure class, the exit code of C(waa-run)'s table and a recovery hint.
+  - With O(wait=true) it probes again with exponential backoff and jitter until the host is
+    ready, a failure that waiting cannot cure (for example a missing container, or a known fatal
+    log line such as C(KVM acceleration not available)), or the O(timeout) deadline. Every
+    request has a timeout bounded by the deadline, so a server that accepts connections and never
+    answers cannot stall the probe.
+  - A circuit breaker persisted on the host opens after O(breaker_threshold) failed waits in a
+    row; while it is open the module fails at once with exit code 11, until O(breaker_reset)
+    seconds have passed (then one wait may close it again) or O(force=true).
+  - Talks to the Docker engine through its Unix socket and to the ports over HTTP/TCP; needs
+    nothing but Python's standard library on the host.
+author:
+  - openadapt.waa contributors
+options:
+  layers:
+    description: Layers to check, in the order above (the order given here does not matter).
+    type: list
+    elements: str
+    choices: [docker_daemon, container, vm_boot, waa_server, accessibility]
+    default: [docker_daemon, container, vm_boot, waa_server, accessibility]
+  container_name:
+    description: Name of the WAA container.
+    type: str
+    default: winarena
+  host:
+    description: Address the container's ports are published on, as seen from the host.
+    type: str
+    default: 127.0.0.1
+  ports:
+    description: Published host ports.
+    type: dict
+    default: {novnc: 8006, server: 5000, qmp: 7200}
+    suboptions:
+      novnc:
+        description: noVNC / boot status page.
+        type: int
+        default: 8006
+      server:
+        description: The WAA server.
+        type: int
+        default: 5000
+      qmp:
+        description: QEMU's QMP.
+        type: int
+        default: 7200
+  docker_host:
+    description: Path of the Docker engine's Unix socket.
+    type: path
+    default: /var/run/docker.sock
+  a11y_backend:
+    description: Accessibility backend to ask for the tree.
+    type: str
+    choices: [win32, uia]
+    default: win32
+  check_screen:
+    description: Require a non-black screen in the C(vm_boot) layer (QMP C(screendump) read back through the engine, or C(/screenshot)).
+    type: bool
+    default: true
+  wait:
+    description: Wait until ready (or the deadline) instead of probing once.
+    type: bool
+    default: false
+  timeout:
+    description: Deadline in seconds for the whole wait (or the single probe).
+    type: float
+    default: 600
+  request_timeout:
+    description: Timeout in seconds of each request (bounded by the deadline).
+    type: float
+    default: 5
+  a11y_timeout:
+    description: Timeout in seconds of the accessibility request (the tree can take long to compute).
+    type: float
+    default: 30
+  backoff_initial:
+    description: First delay between probes, in seconds.
+    type: float
+    default: 0.25
+  backoff_factor:
+    description: Growth factor of the delay.
+    type: float
+    default: 1.6
+  backoff_max:
+    description: Largest delay between probes, in seconds.
+    type: float
+    default: 5
+  jitter:
+    description: Each delay is scaled by a random factor in [1 - jitter, 1].
+    type: float
+    default: 0.2
+  breaker_threshold:
+    description: Failed waits in a row that open the circuit breaker; 0 disables it.
+    type: int
+    default: 3
+  breaker_reset:
+    description: Seconds the breaker stays open.
+    type: float
+    default: 600
+  breaker_state_dir:
+    description: Directory of the breaker's state file (default /var/lib/waa/health, or ~/.cache/waa/health).
+    type: path
+  force:
+    description: Probe even when the breaker is open (a success closes it).
+    type: bool
+    default: false
+  fail_on_unhealthy:
+    description: Fail when the host is not ready; C(false) only reports.
+    type: bool
+    default: true
+notes:
+  - Probing is read-only. In check mode the module probes as usual but never writes the breaker's state.
+  - C(changed) is always C(false).
+seealso:
+  - name: Exit codes
+    description: docs/exit-codes.md in the collection lists every code and hint.
+    link: https://github.com/OpenAdaptAI/openadapt.waa/blob/main/docs/exit-codes.md
+"""
+
+EXAMPLES = r"""
+- name: Wait up to 15 minutes for a ready WAA host
+  openadapt.waa.waa_health_probe:
+    wait: true
+    timeout: 900
+
+- name: Report only, without failing, and look at the verdict
+  openadapt.waa.waa_health_probe:
+    fail_on_unhealthy: false
+  register: health
+
+- name: Show why a host is not ready
+  ansible.builtin.debug:
+    msg: "{{ health.message }} (exit code {{ health.exit_code }}; hint: {{ health.hint }})"
+  when: not health.ready
+
+- name: Only wait for the Docker engine's API
+  openadapt.waa.waa_health_probe:
+    layers: [docker_daemon]
+    wait: true
+    timeout: 60
+    breaker_threshold: 0
+"""
+
+RETURN = r"""
+ready:
+  description: Whether every requested layer is healthy.
+  returned: always
+  type: bool
+layers:
+  description: The result of each layer that ran, in order; the last one is the first unhealthy one.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    layer: {description: Layer name., type: str}
+    healthy: {description: The verdict., type: bool}
+    message: {description: One line., type: str}
+    duration_s: {description: Seconds this layer's check took in the last attempt., type: float}
+    attempts: {description: The attempt (probe round) this result comes from., type: int}
+    failure_class: {description: "permanent, recoverable or transient; null when healthy.", type: str}
+    hint: {description: What to do; empty when healthy., type: str}
+    details: {description: "Layer specific facts (container state, restart count, last log lines, screen, ...).", type: dict}
+failed_layer:
+  description: The first unhealthy layer (or C(circuit_breaker)); null when ready.
+  returned: always
+  type: str
+failure_class:
+  description: Failure class of the failed layer.
+  returned: always
+  type: str
+exit_code:
+  description: The code of waa-run's table (0 ready, 1 preflight, 2 docker, 4 container, 5 vm boot, 6 server, 7 accessibility, 11 circuit open).
+  returned: always
+  type: int
+hint:
+  description: The recovery hint for the failed layer.
+  returned: always
+  type: str
+message:
+  description: "One line: C(<layer>: <what is wrong>), or C(ready: ...)."
+  returned: always
+  type: str
+  sample: "waa_server: /probe failed: 127.0.0.1:5000/probe: connection closed without an answer"
+duration_s:
+  description: Seconds the whole probe (or wait) took.
+  returned: always
+  type: float
+attempts:
+  description: Probe rounds made.
+  returned: always
+  type: int
+breaker:
+  description: The circuit breaker's state, consecutive failures, open_until and state file.
+  returned: when breaker_threshold > 0
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import LAYERS, Prober
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import Backoff, Breaker, probe
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            layers=dict(type="list", elements="str", choices=list(LAYERS), default=list(LAYERS)),
+            container_name=dict(type="str", default="winarena"),
+            host=dict(type="str", default="127.0.0.1"),
+            ports=dict(type="dict", default={}, options=dict(
+                novnc=dict(type="int", default=8006),
+                server=dict(type="int", default=5000),
+                qmp=dict(type="int", default=7200),
+            )),
+            docker_host=dict(type="path", default="/var/run/docker.sock"),
+            a11y_backend=dict(type="str", choices=["win32", "uia"], default="win32"),
+            check_screen=dict(type="bool", default=True),
+            wait=dict(type="bool", default=False),
+            timeout=dict(type="float", default=600),
+            request_timeout=dict(type="float", default=5),
+            a11y_timeout=dict(type="float", default=30),
+            backoff_initial=dict(type="float", default=0.25),
+            backoff_factor=dict(type="float", default=1.6),
+            backoff_max=dict(type="float", default=5),
+            jitter=dict(type="float", default=0.2),
+            breaker_threshold=dict(type="int", default=3),
+            breaker_reset=dict(type="float", default=600),
+            breaker_state_dir=dict(type="path"),
+            force=dict(type="bool", default=False),
+            fail_on_unhealthy=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for name in ("timeout", "request_timeout", "a11y_timeout", "backoff_initial", "backoff_max"):
+        if p[name] <= 0:
+            module.fail_json(msg="%s must be greater than 0, got %s" % (name, p[name]))
+    if not 0 <= p["jitter"] < 1 or p["backoff_factor"] < 1:
+        module.fail_json(msg="jitter must be in [0, 1) and backoff_factor >= 1, got %s and %s"
+                         % (p["jitter"], p["backoff_factor"]))
+
+    prober = Prober(container_name=p["container_name"], host=p["host"], ports=p["ports"] or {},
+                    docker_host=p["docker_host"], a11y_backend=p["a11y_backend"], check_screen=p["check_screen"],
+                    request_timeout=p["request_timeout"], a11y_timeout=p["a11y_timeout"])
+    breaker = None
+    if p["breaker_threshold"] > 0:
+        breaker = Breaker(p["container_name"], threshold=p["breaker_threshold"], reset_s=p["breaker_reset"],
+                          state_dir=p["breaker_state_dir"])
+    report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
+                   backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
+                   breaker=breaker, force=p["force"], persist=not module.check_mode)
+    if not report["ready"] and p["fail_on_unhealthy"]:
+        module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
+    module.exit_json(changed=False, **report)
+
+
+if __name__ == "__main__":
+    main()
