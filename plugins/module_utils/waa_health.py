@@ -51,7 +51,7 @@ HINTS = {
 FATAL_LOG_PATTERNS = (
     (re.compile(r"KVM acceleration not available[^\n]*"), "vm_boot", codes.PREFLIGHT,
      "KVM is not available in the container: " + codes.EXIT_CODES[codes.PREFLIGHT].hint),
-    (re.compile(r"RAM_SIZE of [0-9.]+ ?GB is too high[^\n]*"), "vm_boot", codes.PREFLIGHT,
+    (re.compile(r"(?:Your configured )?RAM_SIZE of [0-9.]+ ?GB is too high[^\n]*"), "vm_boot", codes.PREFLIGHT,
      "lower waa_ram_size (RAM_SIZE) or use a VM with more memory (Standard_D8ds_v5 has 32 GB)"),
     (re.compile(r"falling back to usermode networking[^\n]*"), "waa_server", codes.WAA_SERVER,
      "the container has no NET_ADMIN or /dev/net/tun, so port 5000 is never forwarded: recreate it with "
