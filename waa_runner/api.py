@@ -121,7 +121,7 @@ def _run(playbook: str, inventory_path: Path, limit: str | None, plain: dict[str
     started = time.monotonic()
     run_dir = state.new_run_dir(root, playbook, keep_runs)
     reducer = EventReducer(playbook, on_event, expects_health=playbook in _WITH_HEALTH)
-    envvars = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_HOST_KEY_CHECKING": "True",
+    envvars = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_HOST_KEY_CHECKING": "True",
                "ANSIBLE_PIPELINING": "True"}
     # The ansible next to this Python (a venv's bin/) even when that is not on PATH.
     bin_dir = str(Path(sys.executable).parent)

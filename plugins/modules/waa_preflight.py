@@ -256,6 +256,9 @@ def feature_available(name, config_symbols):
 def port_free(address, port):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR: connections in TIME_WAIT (e.g. from a probe a moment ago) do not make a port busy;
+    # a listener still does.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((address, port))
         return True
