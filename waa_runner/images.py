@@ -145,8 +145,19 @@ def ensure_fleethost(log=print) -> BuildOutcome:
     return ensure_from_context(FLEETHOST_IMAGE, FLEETHOST_CONTEXT, log, parent=ensure_testhost)
 
 
+REGISTRY_IMAGE = "waa-registry:latest"
+REGISTRY_CONTEXT = _PACKAGE_DIR.parent / "tests" / "images" / "registry"
+
+
+def ensure_registry(log=print) -> BuildOutcome:
+    """A real registry (Debian's docker-registry) for pull tests."""
+    if not REGISTRY_CONTEXT.is_dir():
+        raise ImageBuildError("the registry image is built only from a source checkout (tests/images/registry)")
+    return ensure_from_context(REGISTRY_IMAGE, REGISTRY_CONTEXT, log)
+
+
 TARGETS = {"base": ensure_base, "emulator": ensure_emulator, "testhost": ensure_testhost,
-           "fleethost": ensure_fleethost}
+           "fleethost": ensure_fleethost, "registry": ensure_registry}
 
 
 def main(argv: list[str] | None = None) -> int:
