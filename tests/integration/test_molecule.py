@@ -3,6 +3,7 @@ docker_daemon role inside them, a real local registry, converge + idempotence + 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,9 +33,8 @@ def test_molecule_scenario(molecule_env, scenario):
     started = time.monotonic()
     proc = subprocess.run([str(Path(sys.executable).parent / "molecule"), "test", "-s", scenario], cwd=REPO,
                           env=molecule_env, capture_output=True, text=True, timeout=900)
-    output = proc.stdout + proc.stderr
+    output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, output[-6000:]
     for step in ("converge", "idempotence", "verify"):
-        assert f"{step}: Executed: Successful" in output.replace("\x1b", "").replace("[0m", "") or \
-            f"{step}" in output, f"step {step} did not run"
+        assert f"{scenario} ➜ {step}: Executed: Successful" in output, f"step {step} did not succeed"
     print(f"molecule {scenario}: {time.monotonic() - started:.0f}s")
