@@ -143,6 +143,13 @@ def _role_name(event_data: dict[str, Any]) -> str | None:
     return role.rsplit(".", 1)[-1] if role else None
 
 
+def _is_validation(event_data: dict[str, Any]) -> bool:
+    """Input checks of every role run first; they are one phase, not a tour of the roles."""
+    path = str(event_data.get("task_path") or "")
+    return "validate" in path.rsplit("/", 1)[-1] or "argument_specs" in path or \
+        str(event_data.get("task", "")).startswith("Validating arguments")
+
+
 def _first_line(text: Any) -> str:
     return str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
 
@@ -188,7 +195,7 @@ class EventReducer:
         res = data.get("res") or {}
         task = data.get("task", "")
         if kind == "runner_on_start":
-            phase = role
+            phase = "validate" if _is_validation(data) else role
             if phase and phase != host.phase:
                 host.phase = phase
                 self._emit(ProgressEvent("phase", name, phase=phase, message=task))

@@ -155,7 +155,7 @@ def test_python_api_returns_typed_results(target):
     host = result.hosts["localhost"]
     assert isinstance(host, HostResult) and host.status == "ready"
     assert all(isinstance(layer, LayerResult) for layer in host.layers) and len(host.layers) == 5
-    assert [e.phase for e in events if e.kind == "phase"][:1] == ["winarena_container"]
+    assert [e.phase for e in events if e.kind == "phase"][:1] == ["validate"]
     assert any(e.kind == "phase" and e.phase == "waa_health" for e in events)
     assert json.loads(json.dumps(result.to_dict()))["hosts"]["localhost"]["status"] == "ready"
 
