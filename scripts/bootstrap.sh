@@ -3,7 +3,7 @@
 # the Docker engine (scripts/ensure-docker.sh), a virtual environment in .venv with this package
 # installed normally (not editable, as a user would), and the local images.
 #   scripts/bootstrap.sh            engine + venv + package + base and emulator images
-#   scripts/bootstrap.sh --test     also the test extras, azure.azcollection's requirements and test images
+#   scripts/bootstrap.sh --test     also the test extras and the test images
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -27,10 +27,6 @@ $WITH_TESTS && extras="[test]"
 say "installing openadapt-waa$extras into $VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q ".$extras"
-
-if $WITH_TESTS; then
-  bash scripts/install-azure-deps.sh "$VENV"
-fi
 
 targets="base emulator"
 $WITH_TESTS && targets="all"
