@@ -107,7 +107,7 @@ source:
   description: Where the image came from in this run (C(local), the primary name, or the fallback reference).
   returned: always
   type: str
-attempts:
+pull_attempts:
   description: Pull attempts made (0 when nothing was pulled).
   returned: always
   type: int
@@ -187,7 +187,7 @@ def main():
     p = module.params
     reference = p["name"] + ("@" + p["digest"] if p["digest"] else "")
     client = docker_api.DockerClient(p["docker_host"])
-    result = dict(changed=False, image=reference, source="local", attempts=0, present=False)
+    result = dict(changed=False, image=reference, source="local", pull_attempts=0, present=False)
 
     def fail(message, **extra):
         result.update(extra)
@@ -222,8 +222,8 @@ def main():
         auth = registry_auth_header(p["registry_username"], p["registry_password"], registry_of(split_reference(source)[0]))
         delays = backoff_delays(p["backoff_initial"], 2.0, 60.0)
         for attempt in range(1, p["retries"] + 1):
-            result["attempts"] += 1
-            progress = PullProgress(reference, source, result["attempts"])
+            result["pull_attempts"] += 1
+            progress = PullProgress(reference, source, result["pull_attempts"])
             try:
                 pull_once(pull_messages(client, source, auth, p["stall_timeout"]), progress, p["stall_timeout"],
                           lambda snap: write_progress(p["progress_file"], snap))
@@ -245,7 +245,7 @@ def main():
                 if attempt < p["retries"]:
                     time.sleep(next(delays))
     write_progress(p["progress_file"], dict(last_snapshot or {}, done=True, failed=errors[-1] if errors else "failed"))
-    fail("pull failed after %d attempts: %s" % (result["attempts"], " | ".join(errors[-3:])),
+    fail("pull failed after %d attempts: %s" % (result["pull_attempts"], " | ".join(errors[-3:])),
          pull_progress=last_snapshot, errors=errors)
 
 
