@@ -29,7 +29,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 class Backoff(object):
     """Delays initial, initial*factor, ... capped at maximum, each scaled by a jitter in [1-j, 1]."""
 
-    def __init__(self, initial=0.25, factor=1.6, maximum=5.0, jitter=0.2, rng=random.random):
+    def __init__(self, initial=0.25, factor=1.6, maximum=1.0, jitter=0.2, rng=random.random):
         self.delay = initial
         self.factor = factor
         self.maximum = maximum
