@@ -170,3 +170,17 @@ def test_secrets_never_reach_the_artifacts(target):
             hits.append(str(path))
     assert not hits
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_two_runs_on_the_same_hosts_do_not_race(target):
+    argv = [WAA_RUN, "up", "--local", "--emulator", "-e", f"@{target['vars']}", "--state-dir", str(target["state"])]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock_dir = Path(target["state"]) / "locks"
+    poll_until(lambda: lock_dir.exists() and any(p.read_text() for p in lock_dir.iterdir()), deadline_s=60,
+               what="the first run holds its lock")
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    assert second.returncode == 12 and "busy: pid" in second.stderr and "--wait-lock" in second.stderr
+    waited = subprocess.run([*argv, "--wait-lock", "120"], capture_output=True, text=True, timeout=300)
+    assert waited.returncode == 0

@@ -216,3 +216,11 @@ def test_sigterm_stops_it_promptly(emulator):
     handle.wait_for_log("Starting VM...", deadline_s=20)
     docker("stop", "-t", "20", handle.name)
     assert handle.inspect()["State"]["ExitCode"] == 0
+
+
+def test_image_builds_are_cached_by_content(emulator_image):
+    from waa_runner import images
+
+    again = images.ensure_emulator(lambda message: None)
+    assert again.image == emulator_image and again.built is False
+    assert images.ensure_base(lambda message: None).built is False
