@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ["nested_virt_check", "docker_daemon", "winarena_image", "winarena_container"]
+SCENARIOS = ["nested_virt_check", "docker_daemon", "winarena_image", "winarena_container", "fleet"]
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def molecule_env(docker_engine):
     from waa_runner import images
 
     images.ensure_testhost(lambda message: None)
+    images.ensure_fleethost(lambda message: None)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["ANSIBLE_FORCE_COLOR"] = "0"
