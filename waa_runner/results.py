@@ -195,7 +195,8 @@ class EventReducer:
         res = data.get("res") or {}
         task = data.get("task", "")
         if kind == "runner_on_start":
-            phase = "validate" if _is_validation(data) else role
+            # Validation is one phase at the start; a role's own input check later is part of that role.
+            phase = ("validate" if host.phase is None else host.phase) if _is_validation(data) else role
             if phase and phase != host.phase:
                 host.phase = phase
                 self._emit(ProgressEvent("phase", name, phase=phase, message=task))
