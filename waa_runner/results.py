@@ -7,6 +7,7 @@ events into those answers.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -15,6 +16,11 @@ from waa_runner import exit_codes as codes
 
 SCHEMA_VERSION = 1
 HEALTH_ROLE = "waa_health"
+# A task that fails because the SSH connection died under it is an unreachable host, not a failure
+# of the task (Ansible reports some of these as failed with a module error).
+CONNECTION_LOST = re.compile(r"Shared connection to \S+ closed|Failed to connect to the host via ssh|"
+                             r"ssh: connect to host|Connection timed out during banner exchange|"
+                             r"Broken pipe|kex_exchange_identification", re.IGNORECASE)
 
 
 @dataclass
@@ -213,6 +219,9 @@ class EventReducer:
             return
         if status == "failed" and data.get("ignore_errors"):
             status = "ok"
+        if status == "failed" and (res.get("unreachable") or CONNECTION_LOST.search(
+                " ".join(str(res.get(key) or "") for key in ("msg", "module_stderr", "stderr")))):
+            status = "unreachable"
         step = StepResult(role=role, task=task, status=status, duration_s=round(float(data.get("duration") or 0), 3))
         host.steps.append(step)
         if status == "changed":

@@ -149,3 +149,9 @@ def test_docs_table_matches_the_one_source():
     documented = {int(code): (name, summary, hint) for code, name, summary, hint in rows}
     expected = {code: (row.name, row.summary, row.hint or "-") for code, row in codes.EXIT_CODES.items()}
     assert documented == expected
+
+
+def test_a_task_that_lost_its_ssh_connection_makes_the_host_unreachable():
+    result, _ = reduce([event("runner_on_failed", "a", role="waa_health", res={
+        "msg": "MODULE FAILURE", "module_stderr": "Shared connection to 127.1.2.3 closed.\r\n"})])
+    assert result.hosts["a"].status == "unreachable" and result.exit_code == codes.UNREACHABLE
