@@ -1,81 +1,248 @@
 #!/usr/bin/env python3
 """Fleet `up` over SSH for N hosts against the emulator: wall time against the boot time B, cost
-per extra host for no-op `up` and `probe`, the old batch-of-5 schedule, and controller CPU/memory.
+per extra host of a no-op `up` and of `probe`, the old tooling's schedule, controller CPU and memory.
 
 Prints figures and ratios; asserts nothing. Run: .venv/bin/python benchmarks/fleet_scaling.py
-  --sizes 1,5,10   fleet sizes (each is created, measured and removed)
-  --boot 20        the emulator's warm boot time B in seconds (start to ready)
-The old tooling handled hosts in batches of 5, one batch after another, each with a fixed 30 s
-sleep and then /probe every 5 s; its time is computed from the same boot timeline, not slept.
+  --sizes 1,5,10,20     fleet sizes (each fleet is made, measured and removed; default 1,5,10)
+  --boot-seconds 20     the emulator's warm boot B, container start to ready (default 20)
+  --forks 50            waa-run --forks
+Each host is a systemd container with its own Docker engine, reached over SSH on its own loopback
+address (tests/support/fleet.py). Per size: vm-setup (engine, pull, create, first boot), a no-op
+`up` and a `probe` on the ready fleet, `down`, then the measured `up` from stopped containers.
+SSH master connections are closed before every measured run, so each starts cold.
+
+The old tooling handled a pool in batches of 5 hosts, one batch after another; in a batch it
+waited for SSH host after host, then slept a fixed 30 s and polled /probe every 5 s. Its time is
+computed from this run's own measurements (each host's SSH connect time and its boot timeline from
+container start to the emulator's "ready" log line), not slept through.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import json
+import os
+import platform
 import resource
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.probe_latency import old_schedule_detection  # noqa: E402
-from tests.support.fleet import start_fleet  # noqa: E402
+from tests.support.fleet import Fleet, emulator_timings, start_fleet  # noqa: E402
 
 WAA_RUN = str(Path(sys.executable).parent / "waa-run")
+READY_LINE = "VM is up and running, and the Windows Arena Server is ready to use!"
+OLD_BATCH, OLD_FIRST_SLEEP_S, OLD_EVERY_S = 5, 30.0, 5.0
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def run(args: list[str]) -> tuple[float, float, int, int]:
-    """(wall s, controller CPU s, peak RSS MB of the largest child, exit code)."""
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float  # user + system of every process the run started and reaped (ansible, its workers, ssh)
+    peak_rss_mb: float  # the largest sum of RSS over the run's process tree
+    rc: int
+    ready: int
+    report: dict = field(default_factory=dict)
+
+
+def _process_tree_rss_kb(root: int) -> int:
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        rss[int(entry)] = int(fields[21]) * PAGE_KB
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
+def waa_run(command: str, fleet: Fleet, forks: int, *extra: str) -> Run:
+    argv = [WAA_RUN, command, "-i", str(fleet.inventory), "--state-dir", str(fleet.directory / "state"),
+            "--forks", str(forks), "--json", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run([WAA_RUN, *args], capture_output=True, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            text=True)
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, _process_tree_rss_kb(proc.pid))
+        time.sleep(0.25)
+    reader.join()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss // 1024, proc.returncode
+    try:
+        report = json.loads(out[0])
+    except (IndexError, ValueError):
+        report = {}
+    ready = sum(1 for host in report.get("hosts", {}).values() if host.get("exit_code") == 0)
+    return Run(wall, cpu, peak / 1024, proc.returncode, ready, report)
+
+
+def ssh_connect_s(fleet: Fleet, name: str) -> float:
+    started = time.perf_counter()
+    fleet.ssh(name, "true")
+    return time.perf_counter() - started
+
+
+def _stamp(text: str) -> float:
+    text = text.strip().rstrip("Z")
+    head, _, frac = text.partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+
+
+def boot_timeline(fleet: Fleet, name: str) -> tuple[float, float] | None:
+    """(container start, emulator ready) as Unix times, read from the host's inner engine."""
+    container = fleet.host(name).container
+    inspect = subprocess.run(["docker", "exec", container, "docker", "inspect", "--format", "{{.State.StartedAt}}",
+                              "winarena"], capture_output=True, text=True)
+    logs = subprocess.run(["docker", "exec", container, "docker", "logs", "-t", "winarena"], capture_output=True,
+                          text=True)
+    ready = [line.split(" ", 1)[0] for line in (logs.stdout + logs.stderr).splitlines() if READY_LINE in line]
+    if inspect.returncode != 0 or not ready:
+        return None
+    return _stamp(inspect.stdout), _stamp(ready[-1])
+
+
+def old_detection(ready_after_s: float) -> float:
+    """When the old `up` (sleep 30 s, then /probe every 5 s) first saw a server ready after ready_after_s."""
+    t = OLD_FIRST_SLEEP_S
+    while t < ready_after_s:
+        t += OLD_EVERY_S
+    return t
+
+
+def old_schedule(ssh_s: list[float], boot_s: list[float]) -> float:
+    """The old tooling's time for the whole pool: batches of 5, SSH waits one after another."""
+    now = 0.0
+    for first in range(0, len(boot_s), OLD_BATCH):
+        clock, done = now, now
+        for ssh, boot in zip(ssh_s[first:first + OLD_BATCH], boot_s[first:first + OLD_BATCH]):
+            clock += ssh
+            done = max(done, clock + old_detection(boot))
+        now = done
+    return now
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def machine() -> str:
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return (f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB, Linux {platform.release()}, "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load} at start")
+
+
+def measure(size: int, boot: float, forks: int) -> dict:
+    groups = {"waa_pool_a": size - size // 2, **({"waa_pool_b": size // 2} if size > 1 else {})}
+    started = time.perf_counter()
+    fleet = start_fleet(groups, common_vars={"waa_container_env": emulator_timings(boot),
+                                             "waa_health_timeout": int(3 * boot + 300)})
+    made = time.perf_counter() - started
+    try:
+        setup = waa_run("vm-setup", fleet, forks)
+        fleet.close_masters()
+        noop = waa_run("up", fleet, forks)
+        fleet.close_masters()
+        probe = waa_run("probe", fleet, forks)
+        down = waa_run("down", fleet, forks)
+        fleet.close_masters()
+        run_started = time.time()
+        up = waa_run("up", fleet, forks)
+        timelines = {host.name: boot_timeline(fleet, host.name) for host in fleet.hosts}
+        fleet.close_masters()
+        ssh = [ssh_connect_s(fleet, host.name) for host in fleet.hosts]
+    finally:
+        fleet.remove()
+    boots = [ready - start for start, ready in filter(None, timelines.values())]
+    first_start = min((start for start, _ in filter(None, timelines.values())), default=run_started) - run_started
+    last_ready = max((ready for _, ready in filter(None, timelines.values())), default=run_started) - run_started
+    return {"size": size, "made_s": made, "setup": setup, "noop": noop, "probe": probe, "down": down, "up": up,
+            "boots": boots, "ssh": ssh, "first_start_s": first_start, "last_ready_s": last_ready,
+            "old_s": old_schedule(ssh, boots) if len(boots) == size else None}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,5,10")
-    parser.add_argument("--boot", type=float, default=20.0)
+    parser.add_argument("--sizes", default="1,5,10", help="comma-separated fleet sizes (default 1,5,10)")
+    parser.add_argument("--boot-seconds", "--boot", dest="boot", type=float, default=20.0,
+                        help="the emulator's warm boot B in seconds (default 20)")
+    parser.add_argument("--forks", type=int, default=50)
     args = parser.parse_args()
-    boot = args.boot
-    env = {"WAA_EMU_BOOT_S": round(boot * 0.4, 2), "WAA_EMU_INSTALL_S": 1, "WAA_EMU_SERVER_S": round(boot * 0.6, 2),
-           "WAA_EMU_BLACK_S": 0}
+    sizes = [int(part) for part in args.sizes.split(",") if part.strip()]
+    print(f"machine: {machine()}", flush=True)
     rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        started = time.perf_counter()
-        fleet = start_fleet({"waa_pool_a": size}, common_vars={"waa_container_env": env, "waa_health_timeout": 600})
-        made = time.perf_counter() - started
-        try:
-            state = ["--state-dir", str(fleet.directory / "state"), "--forks", "50"]
-            inventory = ["-i", str(fleet.inventory)]
-            setup = run(["vm-setup", *inventory, *state])
-            noop = run(["up", *inventory, *state])
-            probe = run(["probe", *inventory, *state])
-            run(["down", *inventory, *state])
-            up = run(["up", *inventory, *state])
-        finally:
-            fleet.remove()
-        old = math.ceil(size / 5) * old_schedule_detection(boot)
-        rows.append((size, made, setup, noop, probe, up, old))
-        print(f"N={size}: made in {made:.0f}s, vm-setup {setup[0]:.0f}s (rc {setup[3]}), up from stopped "
-              f"{up[0]:.1f}s (rc {up[3]})", flush=True)
-    print(f"\n== fleet up over SSH, emulator boot B = {boot:.0f} s (machine: {subprocess.getoutput('nproc')} cores)")
-    print(f"{'N':>3} {'up from stopped':>16} {'- B':>7} {'old batches':>12} {'old/new':>8} {'no-op up':>9} "
-          f"{'probe':>7} {'CPU s/host':>11} {'peak RSS MB':>12}")
-    for size, _made, _setup, noop, probe, up, old in rows:
-        print(f"{size:>3} {up[0]:>15.1f}s {up[0] - boot:>6.1f}s {old:>11.0f}s {old / up[0]:>7.1f}x {noop[0]:>8.1f}s "
-              f"{probe[0]:>6.1f}s {up[1] / size:>11.2f} {up[2]:>12}")
+    for size in sizes:
+        row = measure(size, args.boot, args.forks)
+        rows.append(row)
+        up = row["up"]
+        print(f"N={size}: made in {row['made_s']:.0f}s; vm-setup {row['setup'].wall_s:.0f}s "
+              f"({row['setup'].ready}/{size} ready); up from stopped {up.wall_s:.1f}s ({up.ready}/{size} ready, "
+              f"rc {up.rc}); boots {min(row['boots'], default=0):.1f}-{max(row['boots'], default=0):.1f}s; "
+              f"first container start {row['first_start_s']:.1f}s, last ready {row['last_ready_s']:.1f}s "
+              f"into the run", flush=True)
+
+    boot = args.boot
+    print(f"\n== fleet `up` from stopped containers over SSH, emulator warm boot B = {boot:.0f} s")
+    print(f"{'N':>3} {'up':>7} {'up-B':>6} {'up/B':>5} {'old':>7} {'old/up':>6} {'no-op up':>8} {'probe':>6} "
+          f"{'down':>6} {'CPU s/host':>10} {'ctl RSS MB':>10} {'vm-setup':>8} {'ready':>6}")
+    for row in rows:
+        up, size = row["up"], row["size"]
+        old = f"{row['old_s']:>6.0f}s {row['old_s'] / up.wall_s:>5.1f}x" if row["old_s"] else f"{'-':>7} {'-':>6}"
+        print(f"{size:>3} {up.wall_s:>6.1f}s {up.wall_s - boot:>5.1f}s {up.wall_s / boot:>5.2f} {old} "
+              f"{row['noop'].wall_s:>7.1f}s {row['probe'].wall_s:>5.1f}s {row['down'].wall_s:>5.1f}s "
+              f"{up.cpu_s / size:>10.2f} {up.peak_rss_mb:>10.0f} {row['setup'].wall_s:>7.0f}s "
+              f"{up.ready:>3}/{size}")
+    sizes_f = [float(row["size"]) for row in rows]
+    per_host = {name: slope(sizes_f, values) for name, values in {
+        "up (s)": [row["up"].wall_s for row in rows],
+        "no-op up (s)": [row["noop"].wall_s for row in rows],
+        "probe (s)": [row["probe"].wall_s for row in rows],
+        "controller CPU per up (s)": [row["up"].cpu_s for row in rows],
+        "controller CPU per no-op up (s)": [row["noop"].cpu_s for row in rows],
+        "controller CPU per probe (s)": [row["probe"].cpu_s for row in rows],
+        "controller peak RSS during up (MB)": [row["up"].peak_rss_mb for row in rows],
+        "old schedule (s)": [row["old_s"] or 0.0 for row in rows],
+    }.items()}
+    if any(value is not None for value in per_host.values()):
+        print("cost per extra host (least-squares slope over the sizes): " + ", ".join(
+            f"{name} {value:.2f}" for name, value in per_host.items() if value is not None))
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
-        extra = last[0] - first[0]
-        print(f"cost per extra host: up {(last[5][0] - first[5][0]) / extra:.2f} s, no-op up "
-              f"{(last[3][0] - first[3][0]) / extra:.2f} s, probe {(last[4][0] - first[4][0]) / extra:.2f} s")
+        print(f"up from stopped, N={last['size']} vs N={first['size']}: "
+              f"{last['up'].wall_s / first['up'].wall_s:.2f}x the time for {last['size'] / first['size']:.0f}x the hosts")
+    for row in rows:
+        if row["ssh"]:
+            print(f"N={row['size']}: SSH connect (cold, one after another as the old tooling did) "
+                  f"median {statistics.median(row['ssh']) * 1000:.0f} ms, sum {sum(row['ssh']):.1f}s")
     return 0
 
 

@@ -1,27 +1,43 @@
 """openadapt.waa's Python wrapper: the collection's playbooks as functions returning typed results.
 
-    from waa_runner import up
-    result = up(local=True, emulator=True)
-    print(result.exit_code, [h.status for h in result.hosts.values()])
+    import waa_runner
+    result = waa_runner.up(local=True, emulator=True)
+    print(result.exit_code, {name: host.status for name, host in result.hosts.items()})
 
-Attributes are imported on first use, so importing the package (and `waa-run --help`) stays fast.
+Functions: vm_setup, server_start, up, probe, down, run_playbook (waa_runner.api).
+Results: RunResult, HostResult, LayerResult, StepResult; progress: ProgressEvent, PullProgress
+(waa_runner.results). Errors raised before a run starts: UsageError, Busy.
+
+Attributes are imported on first use, so `import waa_runner` (and `waa-run --help`) stays fast.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["vm_setup", "server_start", "up", "probe", "down", "run_playbook", "RunResult", "HostResult",
-           "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "UsageError"]
-_FROM_API = {"vm_setup", "server_start", "up", "probe", "down", "run_playbook", "UsageError"}
+__all__ = ["vm_setup", "server_start", "up", "probe", "down", "run_playbook", "UsageError", "Busy",
+           "RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "SCHEMA_VERSION"]
+_FROM = {
+    "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "run_playbook", "UsageError"},
+    "waa_runner.state": {"Busy"},
+    "waa_runner.results": {"RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress",
+                           "SCHEMA_VERSION"},
+}
+
+if TYPE_CHECKING:
+    from waa_runner.api import UsageError, down, probe, run_playbook, server_start, up, vm_setup
+    from waa_runner.results import (SCHEMA_VERSION, HostResult, LayerResult, ProgressEvent, PullProgress, RunResult,
+                                    StepResult)
+    from waa_runner.state import Busy
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_API:
-        from waa_runner import api
+    import importlib
 
-        return getattr(api, name)
-    if name in __all__:
-        from waa_runner import results
+    for module, names in _FROM.items():
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'waa_runner' has no attribute {name!r}")
 
-        return getattr(results, name)
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

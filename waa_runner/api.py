@@ -1,70 +1,123 @@
 """The playbooks as Python functions: plain keyword arguments in, a typed RunResult out.
 
-Every function runs one playbook of the collection through ansible-runner, reduces its events
-into per-host results (waa_runner.results) and returns them with the overall exit code of the
-one table (waa_runner.exit_codes). Nothing here describes a container or probes a port: the
-roles and the health module do that.
+    import waa_runner
+    result = waa_runner.up(inventory="inventory/azure_rm.yml", limit="waa_pool_a", timeout=1800)
+    for host in result.hosts.values():
+        print(host.name, host.status, host.exit_code, host.failed_layer, host.hint)
+
+Every function runs one playbook of the collection through ansible-runner (in a worker thread,
+with `event_handler` for live progress), reduces its events into per-host results
+(waa_runner.results) and returns them with the overall exit code of the one table
+(waa_runner.exit_codes). Nothing here describes a container or probes a port: the roles and the
+health module do that.
+
+Bad input raises UsageError before anything runs; another run on the same targets raises
+state.Busy (or is waited for, `wait_lock` seconds). Everything that happens after the run started
+is in the RunResult, including deadlines (`timeout`) and cancellation (`cancel`).
+
+Secrets (extra variables named like password/token/secret) never reach the command line, the
+run directory, the report or the terminal: see waa_runner/redact.py.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import stat
+import shlex
 import sys
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from waa_runner import exit_codes as codes
-from waa_runner import state
+from waa_runner import processes, redact, state
 from waa_runner.collection import collection_root, collections_path, local_inventory, playbook_path
 from waa_runner.results import EventReducer, ProgressEvent, RunResult, build_run_result
 
 PLAYBOOKS = ("vm_setup", "server_start", "up", "probe", "down")
 # Playbooks whose hosts end with a health verdict; the others (down) just finish.
-_WITH_HEALTH = {"vm_setup", "server_start", "up", "probe"}
-SECRET_NAME = re.compile(r"(password|passwd|secret|token|private_key|api_key)", re.IGNORECASE)
+WITH_HEALTH = frozenset({"vm_setup", "server_start", "up", "probe"})
 EMULATOR_IMAGE = "waa-emulator:latest"
-LIMIT_PATTERN = re.compile(r"^[A-Za-z0-9_.:*!&,\[\]@\-~^$()|?+]+$")
+# Settings that let the emulator run on a small machine (overridable with extra_vars).
+EMULATOR_DEFAULTS: dict[str, Any] = {"waa_ram_size": "2G", "waa_preflight_min_free_storage_gb": 1,
+                                     "waa_preflight_min_free_docker_gb": 1}
+LIMIT_PATTERN = re.compile(r"^[A-Za-z0-9_.:*!&,\[\]@~^$()|?+/\-]+$")
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NO_HOSTS = "leaves us with no hosts to target"
+RUNNER_SETTINGS = {"pexpect_timeout": 1, "suppress_ansible_output": True}
 
 
 class UsageError(ValueError):
     """Bad input, found before anything ran; the message names the value and what is allowed."""
 
 
-def _validate(*, playbook: str, inventory: str | os.PathLike | None, local: bool, limit: str | None,
-              forks: int, timeout: float | None, health_timeout: float | None,
-              extra_vars: Mapping[str, Any] | None) -> Path:
+# ------------------------------------------------------------------------------------ validation
+def _number(name: str, value: Any, *, minimum: float, integer: bool = False, inclusive: bool = True,
+            maximum: float | None = None) -> None:
+    kinds = (int,) if integer else (int, float)
+    bad = isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and math.isnan(value))
+    if not bad:
+        bad = value < minimum if inclusive else value <= minimum
+        bad = bad or (maximum is not None and value > maximum)
+    if bad:
+        what = "a whole number" if integer else "a number"
+        low = f"{'at least' if inclusive else 'greater than'} {minimum:g}"
+        high = f" and at most {maximum:g}" if maximum is not None else ""
+        raise UsageError(f"{name} {value!r} must be {what} {low}{high}")
+
+
+def validate(playbook: str, *, inventory: str | os.PathLike | None = None, local: bool = False,
+             limit: str | None = None, extra_vars: Mapping[str, Any] | None = None, image: str | None = None,
+             emulator: bool = False, forks: int = 20, timeout: float | None = None,
+             health_timeout: float | None = None, max_fail_percentage: int | None = None, verbosity: int = 0,
+             wait_lock: float = 0.0, keep_runs: int = state.DEFAULT_KEEP_RUNS) -> Path:
+    """Check every argument; returns the absolute inventory path. Raises UsageError."""
     if playbook not in PLAYBOOKS:
         raise UsageError(f"unknown playbook {playbook!r}; choose from {', '.join(PLAYBOOKS)}")
-    if inventory and local:
+    if inventory is not None and local:
         raise UsageError("give either an inventory or local=True (--local), not both")
-    if inventory:
+    if inventory is not None:
+        if not str(inventory).strip():
+            raise UsageError("inventory '' is empty; give the path of an inventory file or directory")
+        # ansible-runner reads a relative string that is not a file as INI text: always pass a path.
         path = Path(inventory).expanduser().resolve()
         if not path.exists():
-            raise UsageError(f"inventory {str(inventory)!r} does not exist; give the path of an inventory file or directory")
+            raise UsageError(f"inventory {str(inventory)!r} does not exist; give the path of an inventory file or "
+                             f"directory (or --local for this machine)")
     else:
         path = local_inventory()
-    if limit is not None and (not limit.strip() or not LIMIT_PATTERN.match(limit)):
-        raise UsageError(f"limit {limit!r} is not a host pattern (e.g. 'waa_pool_a', 'host1,host2', 'waa:!bad')")
-    if not isinstance(forks, int) or not 1 <= forks <= 500:
-        raise UsageError(f"forks {forks!r} must be a whole number from 1 to 500")
-    for name, value in (("timeout", timeout), ("health_timeout", health_timeout)):
-        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise UsageError(f"{name} {value!r} must be a number of seconds greater than 0")
-    for key in (extra_vars or {}):
-        if not isinstance(key, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise UsageError(f"extra variable name {key!r} is not a valid Ansible variable name")
+    if limit is not None:
+        if not isinstance(limit, str) or not limit.strip() or not LIMIT_PATTERN.match(limit) or \
+                limit.count("[") != limit.count("]") or ",," in limit:
+            raise UsageError(f"limit {limit!r} is not a host pattern; use names, groups and patterns such as "
+                             f"'waa_pool_a', 'host1,host2', 'waa:!bad', 'waa:&pool_a', 'waa[0:4]' (no spaces)")
+    _number("forks", forks, minimum=1, maximum=500, integer=True)
+    if timeout is not None:
+        _number("timeout", timeout, minimum=0, inclusive=False)
+    if health_timeout is not None:
+        _number("health_timeout", health_timeout, minimum=0, inclusive=False)
+    if max_fail_percentage is not None:
+        _number("max_fail_percentage", max_fail_percentage, minimum=0, maximum=100, integer=True)
+    _number("verbosity", verbosity, minimum=0, maximum=6, integer=True)
+    _number("wait_lock", wait_lock, minimum=0)
+    _number("keep_runs", keep_runs, minimum=1, integer=True)
+    if image is not None and (not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image)):
+        raise UsageError(f"image {image!r} is not an image reference (e.g. windowsarena/winarena:latest)")
+    if image is not None and emulator:
+        raise UsageError("give either an image or emulator=True (--emulator), not both")
+    if extra_vars is not None and not isinstance(extra_vars, Mapping):
+        raise UsageError(f"extra_vars must be a mapping of names to values, not {type(extra_vars).__name__}")
+    for key in extra_vars or {}:
+        if not isinstance(key, str) or not VAR_NAME.match(key):
+            raise UsageError(f"extra variable name {key!r} is not a valid Ansible variable name "
+                             f"(letters, digits and _, not starting with a digit)")
     return path
 
 
-def _split_secrets(extra_vars: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    plain = {k: v for k, v in extra_vars.items() if not SECRET_NAME.search(k)}
-    secret = {k: v for k, v in extra_vars.items() if SECRET_NAME.search(k)}
-    return plain, secret
-
-
+# ------------------------------------------------------------------------------------ running
 def run_playbook(
     playbook: str,
     *,
@@ -74,10 +127,13 @@ def run_playbook(
     extra_vars: Mapping[str, Any] | None = None,
     image: str | None = None,
     emulator: bool = False,
+    pull: bool | None = None,
     forks: int = 20,
     timeout: float | None = None,
     health_timeout: float | None = None,
+    max_fail_percentage: int | None = None,
     on_event: Callable[[ProgressEvent], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
     verbosity: int = 0,
     state_dir: str | os.PathLike | None = None,
     wait_lock: float = 0.0,
@@ -85,120 +141,238 @@ def run_playbook(
 ) -> RunResult:
     """Run one of the collection's playbooks and return what happened on each host.
 
-    Raises UsageError for bad input (nothing has run then) and state.Busy when another run holds
-    the lock for the same inventory and limit.
+    inventory: path of an inventory file or directory; None (or local=True) targets this machine
+        through the collection's inventory/local.yml.
+    limit: an Ansible host pattern (--limit). extra_vars: -e variables (secrets are kept out of
+        the artifacts, see the module docs). image: waa_image. emulator: build the local WAA
+        emulator image and run it instead (waa_image=waa-emulator:latest, never pulled).
+        pull: waa_image_pull (False: the image must already be on the host).
+    timeout: overall deadline in seconds; hosts not finished then get DEADLINE (8).
+    health_timeout: the readiness deadline per host (waa_health_timeout).
+    on_event: called with a ProgressEvent for every phase change, task, retry, pull progress and
+        health report (from the runner's worker thread). cancel: polled about once a second; True
+        stops the run (hosts not finished get DEADLINE). Signals are left alone: a
+        KeyboardInterrupt stops ansible-playbook and is re-raised.
+    state_dir: where runs/ and locks/ live (default $WAA_STATE_DIR or ~/.local/state/openadapt-waa).
+    wait_lock: seconds to wait for another run on the same inventory and limit (else Busy).
+    keep_runs: how many run directories to keep.
     """
-    inventory_path = _validate(playbook=playbook, inventory=inventory, local=local, limit=limit, forks=forks,
-                               timeout=timeout, health_timeout=health_timeout, extra_vars=extra_vars)
-    variables: dict[str, Any] = dict(extra_vars or {})
+    inventory_path = validate(playbook, inventory=inventory, local=local, limit=limit, extra_vars=extra_vars,
+                              image=image, emulator=emulator, forks=forks, timeout=timeout,
+                              health_timeout=health_timeout, max_fail_percentage=max_fail_percentage,
+                              verbosity=verbosity, wait_lock=wait_lock, keep_runs=keep_runs)
+    try:
+        root = state.state_dir(state_dir)
+    except OSError as err:
+        raise UsageError(f"state dir {str(state_dir or state.default_state_dir())!r} cannot be used: {err}") from err
+
+    variables: dict[str, Any] = {}
     if emulator:
-        from waa_runner import images
-
-        images.ensure_emulator(lambda message: None)
-        variables.setdefault("waa_image", EMULATOR_IMAGE)
-        variables.setdefault("waa_image_pull", False)
-        variables.setdefault("waa_ram_size", "2G")
-        variables.setdefault("waa_preflight_min_free_storage_gb", 1)
-        variables.setdefault("waa_preflight_min_free_docker_gb", 1)
-    if image:
+        variables.update(EMULATOR_DEFAULTS)
+        variables.update(waa_image=EMULATOR_IMAGE, waa_image_pull=False)
+    variables.update(extra_vars or {})
+    if image is not None:
         variables["waa_image"] = image
+    if pull is not None:
+        variables["waa_image_pull"] = bool(pull)
     if health_timeout is not None:
-        variables["waa_health_timeout"] = int(health_timeout)
-    plain, secret = _split_secrets(variables)
+        variables["waa_health_timeout"] = int(math.ceil(health_timeout))
+    if max_fail_percentage is not None:
+        variables["waa_max_fail_percentage"] = max_fail_percentage
 
-    root = state.state_dir(state_dir)
+    def notify(kind: str, message: str) -> None:
+        if on_event is not None:
+            on_event(ProgressEvent(kind, "", message=message))
+
     key = state.lock_key(str(inventory_path), limit)
-    with state.target_lock(root, key, f"waa-run {playbook}", wait_s=wait_lock):
-        return _run(playbook, inventory_path, limit, plain, secret, forks, timeout, on_event, verbosity, root,
-                    keep_runs)
+    with state.target_lock(root, key, f"waa-run {playbook.replace('_', '-')}", wait_s=wait_lock,
+                           on_wait=lambda message: notify("lock_wait", message)):
+        if emulator:
+            from waa_runner import images
+
+            images.ensure_emulator(lambda message: notify("build", message))
+        return _run(playbook, inventory_path, limit, variables, forks=forks, timeout=timeout, on_event=on_event,
+                    cancel=cancel, verbosity=verbosity, root=root, keep_runs=keep_runs)
 
 
-def _run(playbook: str, inventory_path: Path, limit: str | None, plain: dict[str, Any], secret: dict[str, Any],
-         forks: int, timeout: float | None, on_event: Callable[[ProgressEvent], None] | None, verbosity: int,
-         root: Path, keep_runs: int) -> RunResult:
+def _environment(root: Path) -> dict[str, str]:
+    env = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+           "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_PIPELINING": "True"}
+    # The ansible next to this Python (a venv's bin/) even when that is not on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    ours = collections_path(fallback_dir=root)
+    user = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATHS")
+    rest = user or os.pathsep.join([str(Path.home() / ".ansible" / "collections"), "/usr/share/ansible/collections"])
+    env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([ours, rest])
+    return env
+
+
+def _run(playbook: str, inventory_path: Path, limit: str | None, variables: dict[str, Any], *, forks: int,
+         timeout: float | None, on_event: Callable[[ProgressEvent], None] | None,
+         cancel: Callable[[], bool] | None, verbosity: int, root: Path, keep_runs: int) -> RunResult:
     import ansible_runner  # heavy: imported only when a run starts, so `waa-run --help` stays fast
 
     started = time.monotonic()
+    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     run_dir = state.new_run_dir(root, playbook, keep_runs)
-    reducer = EventReducer(playbook, on_event, expects_health=playbook in _WITH_HEALTH)
-    envvars = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_HOST_KEY_CHECKING": "True",
-               "ANSIBLE_PIPELINING": "True"}
-    # The ansible next to this Python (a venv's bin/) even when that is not on PATH.
-    bin_dir = str(Path(sys.executable).parent)
-    envvars["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", os.defpath)])
-    extra_path = collections_path()
-    if extra_path:
-        envvars["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(
-            [extra_path, str(Path.home() / ".ansible" / "collections"), "/usr/share/ansible/collections"])
-    cmdline_parts: list[str] = []
-    secret_file: Path | None = None
-    if secret:
-        # Secrets go through a 0600 file outside the artifact directory, deleted after the run:
-        # ansible-runner writes extravars into its command artifact otherwise.
-        secret_file = root / f".secrets-{os.getpid()}-{run_dir.name}.json"
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(secret, handle)
-        cmdline_parts = ["-e", f"@{secret_file}"]
+    (run_dir / "env").mkdir(mode=0o700)
+    # ansible-runner only keeps its `settings` when they come from env/settings.
+    (run_dir / "env" / "settings").write_text(json.dumps(RUNNER_SETTINGS))
+    command_artifact = run_dir / "artifacts" / "run" / "command"
+    reducer = EventReducer(playbook, on_event, expects_health=playbook in WITH_HEALTH)
+    plain, secret = redact.split_secrets(variables)
+    redactor = redact.Redactor(redact.secret_values(secret))
+    scrubbed = threading.Event()
+
+    def handle(event: dict[str, Any]) -> bool:
+        if not scrubbed.is_set():
+            scrubbed.set()
+            redact.scrub_command_artifact(command_artifact)
+        try:
+            redactor.event(event)  # before ansible-runner writes it and before anyone shows it
+        except Exception:  # pragma: no cover - the final pass over the run directory still redacts
+            pass
+        return reducer(event)
+
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout if timeout else None
+    timed_out = threading.Event()
+    artifact_dir = os.path.join(os.path.abspath(run_dir), "artifacts", "run")  # = ansible-runner's
+
+    def should_cancel() -> bool:
+        """ansible-runner polls this about once a second (RUNNER_SETTINGS' pexpect_timeout)."""
+        if not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out.set()
+                stop.set()
+            elif cancel is not None and cancel():
+                stop.set()
+        if stop.is_set():
+            processes.kill_run_tree(artifact_dir)  # the workers too, not only the process group
+        return stop.is_set()
+
+    secret_file = redact.write_secrets(secret) if secret else None
     try:
-        runner = ansible_runner.run(
+        thread, runner = ansible_runner.run_async(
             private_data_dir=str(run_dir),
             project_dir=str(collection_root()),
             playbook=str(playbook_path(playbook)),
             inventory=str(inventory_path),
             limit=limit,
             extravars=plain,
-            envvars=envvars,
-            cmdline=" ".join(cmdline_parts) or None,
+            envvars=_environment(root),
+            cmdline=f"-e @{shlex.quote(str(secret_file))}" if secret_file else None,
             forks=forks,
             verbosity=verbosity or None,
-            timeout=int(timeout) if timeout else None,
+            # The deadline is ours (should_cancel stops the whole process tree); ansible-runner's
+            # own timeout is only a backstop.
+            timeout=int(math.ceil(timeout)) + 60 if timeout else None,
             quiet=True,
             suppress_env_files=True,
-            event_handler=lambda event: (reducer.feed(event), True)[1],
-            cancel_callback=lambda: False,
+            fact_cache_type="memory",  # the jsonfile cache would keep every host's facts (ansible_env) on disk
+            event_handler=handle,
+            cancel_callback=should_cancel,
             ident="run",
         )
-        runner_status, rc = runner.status, runner.rc
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+        except BaseException:  # KeyboardInterrupt in a harness: stop ansible-playbook, then re-raise
+            stop.set()
+            thread.join(30)
+            raise
     finally:
-        if secret_file is not None and secret_file.exists():
-            secret_file.unlink()
-    result = build_run_result(playbook, reducer, runner_status, rc, started, str(run_dir))
-    if not result.hosts and rc != 0:
-        stdout = run_dir / "artifacts" / "run" / "stdout"
-        tail = stdout.read_text(errors="replace").strip().splitlines()[-3:] if stdout.exists() else []
-        if tail:
-            result.summary += ": " + " | ".join(line.strip() for line in tail)
+        if secret_file is not None:
+            secret_file.unlink(missing_ok=True)
+        redact.scrub_command_artifact(command_artifact)
+        redactor.tree(run_dir)
+    runner_status = runner.status if runner.status in ("successful", "failed", "timeout", "canceled") else "error"
+    if timed_out.is_set():
+        runner_status = "timeout"
+    result = build_run_result(playbook, reducer, runner_status, runner.rc, started, str(run_dir), started_at)
+    if not result.hosts and result.exit_code != codes.USAGE:
+        stdout = Path(artifact_dir) / "stdout"
+        lines = [line.strip() for line in stdout.read_text(errors="replace").splitlines() if line.strip()] \
+            if stdout.exists() else []
+        if any(NO_HOSTS in line for line in lines):  # ansible-playbook exits 1 before any event then
+            result.exit_code = codes.USAGE
+            result.summary = f"{playbook}: no host matched (check the inventory, its group 'waa', and --limit)"
+        elif lines:
+            result.summary += ": " + " | ".join(lines[-3:])
+    (run_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
     return result
 
 
-def vm_setup(**kwargs: Any) -> RunResult:
+# ---------------------------------------------------------------------------------- playbooks
+def vm_setup(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+             extra_vars: Mapping[str, Any] | None = None, image: str | None = None, emulator: bool = False,
+             pull: bool | None = None, forks: int = 20, timeout: float | None = None,
+             health_timeout: float | None = None, max_fail_percentage: int | None = None,
+             on_event: Callable[[ProgressEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+             verbosity: int = 0, state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+             keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
     """Everything a host needs, in order: preflight, engine, image, container, readiness."""
-    return run_playbook("vm_setup", **kwargs)
+    return run_playbook("vm_setup", **_options(locals()))
 
 
-def server_start(**kwargs: Any) -> RunResult:
+def server_start(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+                 extra_vars: Mapping[str, Any] | None = None, image: str | None = None, emulator: bool = False,
+                 pull: bool | None = None, forks: int = 20, timeout: float | None = None,
+                 health_timeout: float | None = None, max_fail_percentage: int | None = None,
+                 on_event: Callable[[ProgressEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+                 verbosity: int = 0, state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+                 keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
     """Start existing containers and wait for readiness (exit code 4 where there is none)."""
-    return run_playbook("server_start", **kwargs)
+    return run_playbook("server_start", **_options(locals()))
 
 
-def up(**kwargs: Any) -> RunResult:
+def up(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+       extra_vars: Mapping[str, Any] | None = None, image: str | None = None, emulator: bool = False,
+       pull: bool | None = None, forks: int = 20, timeout: float | None = None, health_timeout: float | None = None,
+       max_fail_percentage: int | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
+       cancel: Callable[[], bool] | None = None, verbosity: int = 0, state_dir: str | os.PathLike | None = None,
+       wait_lock: float = 0.0, keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
     """vm_setup where the container is missing, server_start where it exists; then readiness."""
-    return run_playbook("up", **kwargs)
+    return run_playbook("up", **_options(locals()))
 
 
-def probe(*, wait: bool = False, force: bool = False, **kwargs: Any) -> RunResult:
-    """Read-only health report of every host (changes nothing)."""
-    extra = dict(kwargs.pop("extra_vars", None) or {})
-    extra.setdefault("waa_probe_wait", wait)
-    if force:
+def probe(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+          extra_vars: Mapping[str, Any] | None = None, wait: bool = False, force: bool = False, forks: int = 20,
+          timeout: float | None = None, health_timeout: float | None = None,
+          on_event: Callable[[ProgressEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+          verbosity: int = 0, state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+          keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
+    """Read-only health report of every host; changes nothing.
+
+    wait: wait for readiness up to health_timeout instead of reporting at once.
+    force: probe through an open circuit breaker (waa_health_force_probe).
+    """
+    options = _options(locals())
+    extra = dict(options.pop("extra_vars") or {})
+    extra["waa_probe_wait"] = bool(options.pop("wait"))
+    if options.pop("force"):
         extra["waa_health_force_probe"] = True
-    return run_playbook("probe", extra_vars=extra, **kwargs)
+    return run_playbook("probe", extra_vars=extra, **options)
 
 
-def down(*, remove: bool = False, **kwargs: Any) -> RunResult:
-    """Stop the containers (remove them with remove=True); the Windows disk always stays."""
-    extra = dict(kwargs.pop("extra_vars", None) or {})
-    if remove:
+def down(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+         extra_vars: Mapping[str, Any] | None = None, remove: bool = False, deallocate: bool = False,
+         forks: int = 20, timeout: float | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
+         cancel: Callable[[], bool] | None = None, verbosity: int = 0, state_dir: str | os.PathLike | None = None,
+         wait_lock: float = 0.0, keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
+    """Stop the containers; the Windows disk always stays.
+
+    remove: remove the containers too (waa_container_down_mode=absent).
+    deallocate: deallocate the Azure VMs afterwards (waa_deallocate), so they stop billing.
+    """
+    options = _options(locals())
+    extra = dict(options.pop("extra_vars") or {})
+    if options.pop("remove"):
         extra["waa_container_down_mode"] = "absent"
-    return run_playbook("down", extra_vars=extra, **kwargs)
+    if options.pop("deallocate"):
+        extra["waa_deallocate"] = True
+    return run_playbook("down", extra_vars=extra, **options)
+
+
+def _options(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if not key.startswith("_")}

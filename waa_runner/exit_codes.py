@@ -1,38 +1,56 @@
-"""Exit codes and recovery hints: the collection's one table (module_utils/waa_exit_codes.py).
+"""Exit codes and recovery hints: the collection's one table (plugins/module_utils/waa_exit_codes.py).
 
-The health probe returns these codes on the host and waa-run exits with them; both read the same
-file, so they cannot drift apart. docs/exit-codes.md is checked against it by a test.
+The health probe returns these codes on the host and `waa-run` exits with them; both read the
+same file (loaded here by path, so neither ansible nor an installed collection is imported), and
+docs/exit-codes.md is checked against it by a unit test.
 """
 from __future__ import annotations
+
+from typing import Iterable
 
 from waa_runner.collection import load_module_util
 
 _table = load_module_util("waa_exit_codes")
 
 ExitCode = _table.ExitCode
-EXIT_CODES: dict[int, "ExitCode"] = _table.EXIT_CODES
+EXIT_CODES: dict = _table.EXIT_CODES
 LAYER_EXIT_CODES: dict[str, int] = _table.LAYER_EXIT_CODES
 ROLE_EXIT_CODES: dict[str, int] = _table.ROLE_EXIT_CODES
 describe = _table.describe
 
-READY = _table.READY
-PREFLIGHT = _table.PREFLIGHT
-DOCKER_DAEMON = _table.DOCKER_DAEMON
-IMAGE_PULL = _table.IMAGE_PULL
-CONTAINER = _table.CONTAINER
-VM_BOOT = _table.VM_BOOT
-WAA_SERVER = _table.WAA_SERVER
-ACCESSIBILITY = _table.ACCESSIBILITY
-DEADLINE = _table.DEADLINE
-UNKNOWN = _table.UNKNOWN
-UNREACHABLE = _table.UNREACHABLE
-CIRCUIT_OPEN = _table.CIRCUIT_OPEN
-BUSY = _table.BUSY
-NOT_ALL_READY = _table.NOT_ALL_READY
-USAGE = _table.USAGE
+READY: int = _table.READY
+PREFLIGHT: int = _table.PREFLIGHT
+DOCKER_DAEMON: int = _table.DOCKER_DAEMON
+IMAGE_PULL: int = _table.IMAGE_PULL
+CONTAINER: int = _table.CONTAINER
+VM_BOOT: int = _table.VM_BOOT
+WAA_SERVER: int = _table.WAA_SERVER
+ACCESSIBILITY: int = _table.ACCESSIBILITY
+DEADLINE: int = _table.DEADLINE
+UNKNOWN: int = _table.UNKNOWN
+UNREACHABLE: int = _table.UNREACHABLE
+CIRCUIT_OPEN: int = _table.CIRCUIT_OPEN
+BUSY: int = _table.BUSY
+NOT_ALL_READY: int = _table.NOT_ALL_READY
+USAGE: int = _table.USAGE
 
 
-def overall(codes: list[int]) -> int:
+def name(code: int) -> str:
+    return describe(code).name
+
+
+def hint(code: int) -> str:
+    return describe(code).hint
+
+
+def role_code(role: str | None) -> int:
+    """The code of a failed task in `role` ('openadapt.waa.winarena_image' or 'winarena_image')."""
+    if not role:
+        return UNKNOWN
+    return ROLE_EXIT_CODES.get(role.rsplit(".", 1)[-1], UNKNOWN)
+
+
+def overall(codes: Iterable[int]) -> int:
     """0 when every host is ready; the shared code when all failures agree; else NOT_ALL_READY."""
     failed = {code for code in codes if code != READY}
     if not failed:
@@ -40,3 +58,16 @@ def overall(codes: list[int]) -> int:
     if len(failed) == 1:
         return failed.pop()
     return NOT_ALL_READY
+
+
+def markdown_table() -> str:
+    """The table as docs/exit-codes.md shows it (`python -m waa_runner.exit_codes` prints it)."""
+    lines = ["| code | name | meaning | what to do |", "|---|---|---|---|"]
+    for code in sorted(EXIT_CODES):
+        row = EXIT_CODES[code]
+        lines.append(f"| {row.code} | {row.name} | {row.summary} | {row.hint or '-'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,33 +1,60 @@
 """Typed results of a run, and the reduction of ansible-runner's events into them.
 
-The playbooks say what happened on each host through their events: the health probe's return
-value (ready, exit_code, layers, ...) is the verdict; a failed task elsewhere is mapped to its
-role's exit code; an unreachable host gets its own code. This module is the one place that turns
-events into those answers.
+The playbooks say what happened on each host through their events:
+- the health probe's return value (ready, exit_code, failed_layer, layers, ...) is the verdict;
+  the host's last one counts;
+- a failed task (not ignored, not rescued) carries its own `exit_code`, or is mapped to its role's
+  code through the one table;
+- an unreachable host (or a task whose SSH connection died under it) gets UNREACHABLE;
+- the latest of those three decides, so a failure after a ready report makes the host failed and
+  a ready report after a rescued failure makes it ready.
+This module is the one place that turns events into those answers; it imports no ansible.
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 from waa_runner import exit_codes as codes
 
 SCHEMA_VERSION = 1
 HEALTH_ROLE = "waa_health"
+LOG = logging.getLogger("waa_runner")
+
 # A task that fails because the SSH connection died under it is an unreachable host, not a failure
 # of the task (Ansible reports some of these as failed with a module error).
 CONNECTION_LOST = re.compile(r"Shared connection to \S+ closed|Failed to connect to the host via ssh|"
                              r"ssh: connect to host|Connection timed out during banner exchange|"
                              r"Broken pipe|kex_exchange_identification", re.IGNORECASE)
+_RESULT_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
+                  "runner_on_unreachable": "unreachable"}
+_STOPPED_RUN = ("timeout", "canceled")
+
+# Host statuses (docs/json-report.md).
+READY, NOT_READY, FAILED, UNREACHABLE, UNFINISHED, ABORTED, STOPPED = (
+    "ready", "not_ready", "failed", "unreachable", "unfinished", "aborted", "stopped")
+
+
+def role_name(role: Any) -> str | None:
+    """'openadapt.waa.winarena_container' and 'winarena_container' are the same role."""
+    return str(role).rsplit(".", 1)[-1] if role else None
+
+
+def first_line(text: Any) -> str:
+    stripped = str(text or "").strip()
+    return stripped.splitlines()[0].strip() if stripped else ""
 
 
 @dataclass
 class LayerResult:
+    """One health layer of the probe's report (the module's own result model)."""
     layer: str
     healthy: bool
-    message: str
+    message: str = ""
     duration_s: float = 0.0
     attempts: int = 1
     failure_class: str | None = None
@@ -36,19 +63,24 @@ class LayerResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LayerResult":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data and data[key] is not None}
+        known.setdefault("layer", "?")
+        known.setdefault("healthy", False)
+        return cls(**known)
 
 
 @dataclass
 class StepResult:
+    """One task result on one host."""
     role: str | None
     task: str
-    status: str  # ok | changed | failed | skipped | unreachable
+    status: str  # ok | changed | failed | skipped | unreachable | ignored
     duration_s: float = 0.0
 
 
 @dataclass
 class PullProgress:
+    """An image pull's progress as the winarena_image role reports it, with an ETA."""
     image: str
     bytes_done: int
     bytes_total: int
@@ -59,37 +91,56 @@ class PullProgress:
     eta_s: float | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PullProgress":
-        done, total, elapsed = data.get("bytes_done", 0), data.get("bytes_total", 0), data.get("elapsed_s", 0.0)
+    def from_dict(cls, data: dict[str, Any], observed_s: float | None = None) -> "PullProgress":
+        """`observed_s`: seconds the controller has watched this pull, used when the host gives no elapsed_s."""
+        done, total = int(data.get("bytes_done") or 0), int(data.get("bytes_total") or 0)
+        elapsed = float(data.get("elapsed_s") or observed_s or 0.0)
         eta = None
-        if done and total and elapsed and done < total:
+        if 0 < done < total and elapsed > 0:
             eta = round((total - done) / (done / elapsed), 1)
-        return cls(image=data.get("image", ""), bytes_done=done, bytes_total=total,
-                   layers_done=data.get("layers_done", 0), layers_total=data.get("layers_total", 0),
-                   status=data.get("status", ""), elapsed_s=elapsed, eta_s=eta)
+        return cls(image=str(data.get("image") or ""), bytes_done=done, bytes_total=total,
+                   layers_done=int(data.get("layers_done") or 0), layers_total=int(data.get("layers_total") or 0),
+                   status=str(data.get("status") or ""), elapsed_s=elapsed, eta_s=eta)
+
+    @property
+    def fraction(self) -> float | None:
+        return self.bytes_done / self.bytes_total if self.bytes_total else None
 
     def line(self) -> str:
-        mb = 1024 * 1024
-        eta = f", ETA {self.eta_s:.0f}s" if self.eta_s is not None else ""
-        return (f"pulling {self.bytes_done / mb:.0f}/{self.bytes_total / mb:.0f} MB, "
-                f"{self.layers_done}/{self.layers_total} layers{eta}")
+        """'pulling 120/900 MB, 3/12 layers, ETA 40s'."""
+        if self.status == "present":
+            return "image present"
+        unit, scale = ("GB", 1024 ** 3) if self.bytes_total >= 10 * 1024 ** 3 else ("MB", 1024 ** 2)
+        fmt = "{:.1f}" if unit == "GB" else "{:.0f}"
+        text = f"pulling {fmt.format(self.bytes_done / scale)}/{fmt.format(self.bytes_total / scale)} {unit}"
+        if self.layers_total:
+            text += f", {self.layers_done}/{self.layers_total} layers"
+        if self.eta_s is not None:
+            text += f", ETA {self.eta_s:.0f}s"
+        return text
 
 
 @dataclass
 class ProgressEvent:
-    """What a progress callback receives: a host changed phase, pulled bytes, or finished a step."""
-    kind: str  # phase | pull | step | host_failed | host_unreachable
+    """What an `on_event` callback receives while a run goes on.
+
+    kind: phase (a host entered a role), step (a task finished), retry (a task is retrying),
+    pull (image pull progress), health (a health report arrived), host_failed, host_unreachable,
+    lock_wait (waiting for another run on the same targets; host is '').
+    """
+    kind: str
     host: str
     phase: str | None = None
     message: str = ""
     pull: PullProgress | None = None
     step: StepResult | None = None
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
 class HostResult:
     name: str
-    status: str  # ready | not_ready | failed | unreachable | stopped | done | unfinished
+    status: str  # ready | not_ready | failed | unreachable | unfinished | aborted | stopped
     exit_code: int
     message: str = ""
     hint: str = ""
@@ -99,18 +150,40 @@ class HostResult:
     steps: list[StepResult] = field(default_factory=list)
     phase: str | None = None
     changed: int = 0
+    duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.exit_code == codes.READY
 
+    @property
+    def exit_name(self) -> str:
+        return codes.name(self.exit_code)
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent per role (tasks outside any role count as 'play')."""
+        out: dict[str, float] = {}
+        for step in self.steps:
+            key = step.role or "play"
+            out[key] = round(out.get(key, 0.0) + step.duration_s, 3)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_name"] = self.exit_name
+        data["timings"] = self.timings()
+        return data
+
     def summary_line(self) -> str:
-        line = f"{self.name:<20} {self.status:<11} {self.exit_code:>2}"
+        """One line: name, status, exit code, failing layer, message and hint."""
+        line = f"{self.name:<16} {self.status:<11} {self.exit_code:>3}"
         if self.ok:
-            detail = self.message or f"{len(self.steps)} steps, {self.changed} changed"
-            return f"{line}  {detail}"
-        layer = f"{self.failed_layer}: " if self.failed_layer and not self.message.startswith(self.failed_layer) else ""
-        return f"{line}  {layer}{self.message}\n{'':<36}hint: {self.hint}"
+            return f"{line}  {self.message or 'ok'} ({self.duration_s:.1f}s, {self.changed} changed)"
+        layer = self.failed_layer or "-"
+        message = self.message
+        if message.startswith(f"{layer}: "):
+            message = message[len(layer) + 2:]
+        return f"{line}  {layer}: {message}  hint: {self.hint or '-'}"
 
 
 @dataclass
@@ -121,32 +194,45 @@ class RunResult:
     duration_s: float
     artifact_dir: str | None
     runner_status: str
+    rc: int | None = None
     summary: str = ""
+    started_at: str = ""
 
     @property
     def ok(self) -> bool:
         return self.exit_code == codes.READY
 
+    @property
+    def exit_name(self) -> str:
+        return codes.name(self.exit_code)
+
     def to_dict(self) -> dict[str, Any]:
-        row = codes.describe(self.exit_code)
+        """The JSON report (docs/json-report.md)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "playbook": self.playbook,
             "ok": self.ok,
             "exit_code": self.exit_code,
-            "exit_name": row.name,
-            "hint": row.hint if not self.ok else "",
+            "exit_name": self.exit_name,
+            "hint": "" if self.ok else codes.hint(self.exit_code),
             "summary": self.summary,
+            "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
             "runner_status": self.runner_status,
+            "rc": self.rc,
             "artifact_dir": self.artifact_dir,
-            "hosts": {name: asdict(host) for name, host in sorted(self.hosts.items())},
+            "hosts": {name: host.to_dict() for name, host in sorted(self.hosts.items())},
         }
 
-
-def _role_name(event_data: dict[str, Any]) -> str | None:
-    role = event_data.get("role")
-    return role.rsplit(".", 1)[-1] if role else None
+    def summary_lines(self) -> list[str]:
+        lines = [self.summary]
+        lines += [host.summary_line() for host in sorted(self.hosts.values(), key=lambda h: (h.ok, h.name))]
+        if not self.ok:
+            row = codes.describe(self.exit_code)
+            lines.append(f"exit {self.exit_code} ({row.name}): {row.summary}")
+            if self.artifact_dir:
+                lines.append(f"run artifacts: {self.artifact_dir}")
+        return lines
 
 
 def _is_validation(event_data: dict[str, Any]) -> bool:
@@ -156,30 +242,72 @@ def _is_validation(event_data: dict[str, Any]) -> bool:
         str(event_data.get("task", "")).startswith("Validating arguments")
 
 
-def _first_line(text: Any) -> str:
-    return str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+def _failure_message(res: dict[str, Any], task: str) -> str:
+    message = first_line(res.get("msg"))
+    if message.startswith("MODULE FAILURE"):
+        detail = [line for line in str(res.get("module_stderr") or res.get("module_stdout") or "").splitlines()
+                  if line.strip()]
+        if detail:
+            message = f"{message}: {detail[-1].strip()}"
+    return message or f"task '{task}' failed"
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 class _HostState:
     def __init__(self, name: str) -> None:
         self.name = name
         self.phase: str | None = None
-        self.report: dict[str, Any] | None = None
+        self.report: dict[str, Any] | None = None  # the last verdict (waa_health or a bare probe task)
+        self.report_seq = -1
+        self.role_reports: dict[str | None, dict[str, Any]] = {}  # the last report of each role
         self.failure: dict[str, Any] | None = None
+        self.failure_seq = -1
         self.unreachable: str | None = None
+        self.unreachable_seq = -1
         self.steps: list[StepResult] = []
         self.changed = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.pull_seen: float | None = None
+
+    def seen(self, start: Any, end: Any) -> None:
+        for stamp in (_timestamp(start), _timestamp(end)):
+            if stamp is None:
+                continue
+            if self.first is None or stamp < self.first:
+                self.first = stamp
+            if self.last is None or stamp > self.last:
+                self.last = stamp
+
+    def duration(self) -> float:
+        if self.first and self.last:
+            return round((self.last - self.first).total_seconds(), 3)
+        return round(sum(step.duration_s for step in self.steps), 3)
 
 
 class EventReducer:
-    """Feed it ansible-runner events in order; ask it for per-host results at the end."""
+    """Feed it ansible-runner events in order (event_handler); ask it for per-host results at the end.
+
+    `expects_health`: hosts of this playbook end with a health verdict (all but `down`).
+    """
 
     def __init__(self, playbook: str, on_event: Callable[[ProgressEvent], None] | None = None,
-                 expects_health: bool = True) -> None:
+                 expects_health: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.playbook = playbook
         self.on_event = on_event
         self.expects_health = expects_health
+        self.clock = clock
         self.hosts: dict[str, _HostState] = {}
+        self.stats: dict[str, Any] | None = None
+        self.no_hosts_matched = False
+        self._seq = 0
+        self._callback_failed = False
 
     def _host(self, name: str) -> _HostState:
         if name not in self.hosts:
@@ -187,115 +315,221 @@ class EventReducer:
         return self.hosts[name]
 
     def _emit(self, event: ProgressEvent) -> None:
-        if self.on_event is not None:
+        if self.on_event is None:
+            return
+        try:
             self.on_event(event)
+        except Exception:  # a broken progress callback must not break the run or its result
+            if not self._callback_failed:
+                LOG.exception("the on_event callback failed; further errors are not logged")
+            self._callback_failed = True
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        """ansible-runner's event_handler: reduce the event and let runner keep it (True)."""
+        try:
+            self.feed(event)
+        except Exception:  # never let a surprising event shape end the run
+            LOG.exception("could not reduce event %r", event.get("event"))
+        return True
 
     def feed(self, event: dict[str, Any]) -> None:
-        kind = event.get("event", "")
+        self._seq += 1
+        kind = str(event.get("event") or "")
         data = event.get("event_data") or {}
-        name = data.get("host")
-        if not name or not kind.startswith("runner_"):
+        if kind == "playbook_on_no_hosts_matched":
+            self.no_hosts_matched = True
             return
-        host = self._host(name)
-        role = _role_name(data)
-        res = data.get("res") or {}
-        task = data.get("task", "")
+        if kind == "playbook_on_stats":
+            self.stats = data
+            return
+        name = data.get("host")
+        if not name or not kind.startswith("runner_") or kind.startswith("runner_item_"):
+            return
+        host = self._host(str(name))
+        role = role_name(data.get("role"))
+        task = str(data.get("task") or "")
+        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        host.seen(data.get("start"), data.get("end"))
+
         if kind == "runner_on_start":
             # Validation is one phase at the start; a role's own input check later is part of that role.
             phase = ("validate" if host.phase is None else host.phase) if _is_validation(data) else role
             if phase and phase != host.phase:
                 host.phase = phase
-                self._emit(ProgressEvent("phase", name, phase=phase, message=task))
+                self._emit(ProgressEvent("phase", host.name, phase=phase, message=task))
             return
-        if isinstance(res, dict) and "pull_progress" in res and res["pull_progress"]:
-            self._emit(ProgressEvent("pull", name, phase=host.phase, pull=PullProgress.from_dict(res["pull_progress"])))
+
+        progress = res.get("pull_progress")
+        if isinstance(progress, dict) and progress:
+            now = self.clock()
+            if host.pull_seen is None:
+                host.pull_seen = now
+            pull = PullProgress.from_dict(progress, observed_s=now - host.pull_seen)
+            self._emit(ProgressEvent("pull", host.name, phase=host.phase, pull=pull, message=pull.line()))
         if kind == "runner_retry":
+            if not progress:
+                attempts = res.get("attempts")
+                self._emit(ProgressEvent("retry", host.name, phase=host.phase,
+                                         message=f"{task} (attempt {attempts})" if attempts else task))
             return
-        if isinstance(res, dict) and "layers" in res and "exit_code" in res:
-            host.report = res
-        status = {"runner_on_ok": "changed" if res.get("changed") else "ok", "runner_on_failed": "failed",
-                  "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}.get(kind)
+
+        status = _RESULT_EVENTS.get(kind)
         if status is None:
             return
+        if "layers" in res and "exit_code" in res:
+            host.role_reports[role] = res
+            # Other roles wait on single layers through the probe (docker_daemon on the engine):
+            # those reports explain their own role's failure but are no verdict on the host.
+            if role in (HEALTH_ROLE, None):
+                host.report, host.report_seq = res, self._seq
+                verdict = "ready" if res.get("ready") else f"not ready: {first_line(res.get('message'))}"
+                self._emit(ProgressEvent("health", host.name, phase=host.phase, message=verdict))
+        if status == "ok" and res.get("changed"):
+            status = "changed"
         if status == "failed" and data.get("ignore_errors"):
-            status = "ok"
+            status = "ignored"
         if status == "failed" and (res.get("unreachable") or CONNECTION_LOST.search(
                 " ".join(str(res.get(key) or "") for key in ("msg", "module_stderr", "stderr")))):
             status = "unreachable"
-        step = StepResult(role=role, task=task, status=status, duration_s=round(float(data.get("duration") or 0), 3))
+        duration = data.get("duration")
+        step = StepResult(role=role, task=task, status=status,
+                          duration_s=round(float(duration), 3) if isinstance(duration, (int, float)) else 0.0)
         host.steps.append(step)
         if status == "changed":
             host.changed += 1
         if status == "failed":
-            host.failure = {"role": role, "task": task, "res": res}
-            self._emit(ProgressEvent("host_failed", name, phase=host.phase, message=_first_line(res.get("msg"))))
+            host.failure, host.failure_seq = {"role": role, "task": task, "res": res}, self._seq
+            self._emit(ProgressEvent("host_failed", host.name, phase=host.phase, step=step,
+                                     message=_failure_message(res, task)))
         elif status == "unreachable":
-            host.unreachable = _first_line(res.get("msg")) or "unreachable"
-            self._emit(ProgressEvent("host_unreachable", name, phase=host.phase, message=host.unreachable))
+            host.unreachable, host.unreachable_seq = first_line(res.get("msg")) or "unreachable", self._seq
+            self._emit(ProgressEvent("host_unreachable", host.name, phase=host.phase, step=step,
+                                     message=host.unreachable))
         else:
-            self._emit(ProgressEvent("step", name, phase=host.phase, step=step))
+            self._emit(ProgressEvent("step", host.name, phase=host.phase, step=step, message=task))
+
+    # ------------------------------------------------------------------------------ results
+    def _stat(self, key: str, host: str) -> int:
+        values = (self.stats or {}).get(key) or {}
+        return int(values.get(host, 0)) if isinstance(values, dict) else 0
 
     def results(self, runner_status: str) -> dict[str, HostResult]:
-        out: dict[str, HostResult] = {}
-        for name, host in self.hosts.items():
-            out[name] = self._result(host, runner_status)
-        return out
+        processed = (self.stats or {}).get("processed")
+        for name in processed if isinstance(processed, dict) else {}:
+            self._host(str(name))  # a host the play ran for without a single task result
+        return {name: self._result(state, runner_status) for name, state in self.hosts.items()}
 
     def _result(self, host: _HostState, runner_status: str) -> HostResult:
-        base = dict(name=host.name, steps=host.steps, phase=host.phase, changed=host.changed)
+        base = dict(name=host.name, steps=host.steps, phase=host.phase, changed=host.changed,
+                    duration_s=host.duration())
         report = host.report or {}
-        layers = [LayerResult.from_dict(layer) for layer in report.get("layers", [])]
-        if host.unreachable:
-            row = codes.describe(codes.UNREACHABLE)
-            return HostResult(status="unreachable", exit_code=row.code, message=host.unreachable, hint=row.hint,
+        layers = [LayerResult.from_dict(layer) for layer in report.get("layers") or [] if isinstance(layer, dict)]
+        failure_seq, unreachable_seq = host.failure_seq, host.unreachable_seq
+        if self.stats is not None and self._stat("failures", host.name) == 0 and self._stat("dark", host.name) == 0:
+            failure_seq = unreachable_seq = -1  # Ansible counted no failure: it was rescued
+        latest = max((host.report_seq, "report"), (failure_seq, "failure"), (unreachable_seq, "unreachable"))
+        stopped = runner_status in _STOPPED_RUN
+
+        if latest[0] < 0:  # no verdict at all
+            if stopped:
+                return self._unfinished(host, runner_status, layers, base, None)
+            if not self.expects_health:
+                return HostResult(status=STOPPED, exit_code=codes.READY, message=f"{self.playbook} done", **base)
+            if self.stats is not None:
+                return HostResult(status=ABORTED, exit_code=codes.UNKNOWN,
+                                  message=f"the play ended for this host in {host.phase or 'setup'} before its health "
+                                          f"verdict (another host's failure stopped the run: max_fail_percentage)",
+                                  hint="fix the failed hosts, then run again", layers=layers, **base)
+            return HostResult(status=FAILED, exit_code=codes.UNKNOWN,
+                              message="the run ended without a health verdict", hint=codes.hint(codes.UNKNOWN),
                               layers=layers, **base)
-        if host.failure:
-            res = host.failure["res"] if isinstance(host.failure["res"], dict) else {}
-            role = host.failure["role"]
-            code = res.get("exit_code")
-            failed_layer = res.get("failed_layer")
-            failure_class = res.get("failure_class")
-            hint = res.get("hint")
-            if not isinstance(code, int):
-                if role == HEALTH_ROLE and report:
-                    code, failed_layer = report.get("exit_code", codes.UNKNOWN), report.get("failed_layer")
-                    failure_class, hint = report.get("failure_class"), hint or report.get("hint")
-                else:
-                    code = codes.ROLE_EXIT_CODES.get(role or "", codes.UNKNOWN)
-            message = _first_line(res.get("msg")) or f"task '{host.failure['task']}' failed"
-            return HostResult(status="failed", exit_code=code, message=message,
-                              hint=hint or codes.describe(code).hint, failed_layer=failed_layer or role,
-                              failure_class=failure_class, layers=layers, **base)
-        if runner_status in ("timeout", "canceled"):
-            row = codes.describe(codes.DEADLINE)
-            return HostResult(status="unfinished", exit_code=row.code,
-                              message=f"the run stopped ({runner_status}) while in {host.phase or 'setup'}",
-                              hint=row.hint, layers=layers, **base)
+        if latest[1] == "unreachable":
+            return HostResult(status=UNREACHABLE, exit_code=codes.UNREACHABLE, message=host.unreachable or "",
+                              hint=codes.hint(codes.UNREACHABLE), failed_layer=None, layers=layers, **base)
+        if latest[1] == "failure":
+            return self._failed(host, layers, base)
+        ready = bool(report.get("ready"))
+        if ready:
+            return HostResult(status=READY, exit_code=codes.READY, message=first_line(report.get("message")) or "ready",
+                              layers=layers, **base)
+        if stopped:
+            return self._unfinished(host, runner_status, layers, base, report)
+        code = report.get("exit_code")
+        if not isinstance(code, int) or code == codes.READY:
+            code = codes.LAYER_EXIT_CODES.get(report.get("failed_layer") or "", codes.UNKNOWN)
+        return HostResult(status=NOT_READY, exit_code=code, message=first_line(report.get("message")),
+                          hint=report.get("hint") or codes.hint(code), failed_layer=report.get("failed_layer"),
+                          failure_class=report.get("failure_class"), layers=layers, **base)
+
+    def _failed(self, host: _HostState, layers: list[LayerResult], base: dict[str, Any]) -> HostResult:
+        failure = host.failure or {}
+        res = failure.get("res") or {}
+        role = failure.get("role")
+        code = res.get("exit_code")
+        failed_layer, failure_class, hint = res.get("failed_layer"), res.get("failure_class"), res.get("hint")
+        report = host.role_reports.get(role) or {}
+        if not isinstance(code, int) or isinstance(code, bool):
+            if report and not report.get("ready"):
+                # "Fail a host that is not ready" (or a role's wait on one layer): its report says why.
+                code = report.get("exit_code") if isinstance(report.get("exit_code"), int) else codes.UNKNOWN
+                failed_layer = failed_layer or report.get("failed_layer")
+                failure_class = failure_class or report.get("failure_class")
+                hint = hint or report.get("hint")
+            else:
+                code = codes.role_code(role)
+        if code == codes.READY:
+            code = codes.UNKNOWN
+        return HostResult(status=FAILED, exit_code=code, message=_failure_message(res, failure.get("task", "")),
+                          hint=hint or codes.hint(code), failed_layer=failed_layer or role,
+                          failure_class=failure_class, layers=layers, **base)
+
+    def _unfinished(self, host: _HostState, runner_status: str, layers: list[LayerResult], base: dict[str, Any],
+                    report: dict[str, Any] | None) -> HostResult:
+        why = "the overall deadline passed" if runner_status == "timeout" else "the run was canceled"
+        message = f"{why} while in {host.phase or 'setup'}"
         if report:
-            ready = bool(report.get("ready"))
-            return HostResult(status="ready" if ready else "not_ready", exit_code=int(report.get("exit_code", 0)),
-                              message=report.get("message", ""), hint=report.get("hint", ""),
-                              failed_layer=report.get("failed_layer"), failure_class=report.get("failure_class"),
-                              layers=layers, **base)
-        if self.expects_health:
-            row = codes.describe(codes.UNKNOWN)
-            return HostResult(status="failed", exit_code=row.code, message="no health report was produced",
-                              hint=row.hint, **base)
-        return HostResult(status="done", exit_code=codes.READY, message="done", **base)
+            message += f" (last health report: {first_line(report.get('message'))})"
+        return HostResult(status=UNFINISHED, exit_code=codes.DEADLINE, message=message,
+                          hint=codes.hint(codes.DEADLINE), failed_layer=(report or {}).get("failed_layer"),
+                          failure_class=(report or {}).get("failure_class"), layers=layers, **base)
 
 
-def build_run_result(playbook: str, reducer: EventReducer, runner_status: str, rc: int, started: float,
-                     artifact_dir: str | None) -> RunResult:
+def overall_exit_code(hosts: dict[str, HostResult], *, runner_status: str, rc: int | None,
+                      no_hosts_matched: bool = False) -> int:
+    """The run's code: 0 when every host is ready (down: stopped); the shared code of the failed hosts;
+    NOT_ALL_READY when they differ. Hosts aborted by another host's failure follow that failure."""
+    if not hosts:
+        if runner_status in _STOPPED_RUN:
+            return codes.DEADLINE
+        if no_hosts_matched or rc == 0:
+            return codes.USAGE
+        return codes.UNKNOWN
+    primary = [host.exit_code for host in hosts.values() if host.status != ABORTED]
+    code = codes.overall(primary)
+    if code == codes.READY and any(host.status == ABORTED for host in hosts.values()):
+        return codes.UNKNOWN
+    return code
+
+
+def build_run_result(playbook: str, reducer: EventReducer, runner_status: str, rc: int | None, started: float,
+                     artifact_dir: str | None, started_at: str = "") -> RunResult:
     hosts = reducer.results(runner_status)
-    if hosts:
-        exit_code = codes.overall([host.exit_code for host in hosts.values()])
-    elif runner_status in ("timeout", "canceled"):
-        exit_code = codes.DEADLINE
-    else:
-        exit_code = codes.READY if rc == 0 else codes.UNKNOWN
-    ready = sum(1 for host in hosts.values() if host.ok)
-    summary = f"{playbook}: {ready}/{len(hosts)} hosts ok in {time.monotonic() - started:.1f}s"
-    if not hosts and rc != 0:
-        summary = f"{playbook}: ansible-playbook failed before any host ran (rc {rc}, status {runner_status})"
-    return RunResult(playbook=playbook, exit_code=exit_code, hosts=hosts, duration_s=time.monotonic() - started,
-                     artifact_dir=artifact_dir, runner_status=runner_status, summary=summary)
+    exit_code = overall_exit_code(hosts, runner_status=runner_status, rc=rc, no_hosts_matched=reducer.no_hosts_matched)
+    duration = time.monotonic() - started
+    good = READY if reducer.expects_health else STOPPED
+    counts: dict[str, int] = {}
+    for host in hosts.values():
+        counts[host.status] = counts.get(host.status, 0) + 1
+    others = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if status != good)
+    summary = f"{playbook}: {counts.get(good, 0)}/{len(hosts)} hosts {good}" + (f", {others}" if others else "") + \
+        f" in {duration:.1f}s"
+    if not hosts:
+        if runner_status in _STOPPED_RUN:
+            summary = f"{playbook}: the run was stopped ({runner_status}) before any host reported"
+        elif exit_code == codes.USAGE:
+            summary = f"{playbook}: no host matched (check the inventory, its group 'waa', and --limit)"
+        else:
+            summary = f"{playbook}: ansible-playbook failed before any host ran (rc {rc}, status {runner_status})"
+    return RunResult(playbook=playbook, exit_code=exit_code, hosts=hosts, duration_s=duration,
+                     artifact_dir=artifact_dir, runner_status=runner_status, rc=rc, summary=summary,
+                     started_at=started_at)

@@ -1,7 +1,12 @@
 """The state directory: run artifacts with rotation, and the lock that keeps two runs apart.
 
+    $WAA_STATE_DIR (default ~/.local/state/openadapt-waa)/
+      runs/<UTC time>-<playbook>-<short id>/   ansible-runner's private_data_dir, newest N kept
+      locks/<key>.lock                         one per (inventory, limit); holds the holder's pid
+
 Two `waa-run up` on the same targets at once would race on the same containers; the lock makes
-the second one say who is busy (or wait, with a deadline) instead.
+the second one say who is busy (or wait for it, with a deadline) instead. The lock is an fcntl
+lock: it dies with its process, so a crashed run never leaves a stale lock behind.
 """
 from __future__ import annotations
 
@@ -10,43 +15,55 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 DEFAULT_KEEP_RUNS = 20
+RUN_DIR_NAME = re.compile(r"^\d{8}T\d{6}Z-[a-z_]+-[0-9a-f]{6}$")
 
 
 class Busy(Exception):
-    """Another run holds the lock for these targets."""
+    """Another run holds the lock for these targets; the message names it."""
+
+
+def default_state_dir() -> Path:
+    if os.environ.get("WAA_STATE_DIR"):
+        return Path(os.environ["WAA_STATE_DIR"]).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser() / "openadapt-waa"
 
 
 def state_dir(override: str | os.PathLike | None = None) -> Path:
-    chosen = override or os.environ.get("WAA_STATE_DIR") or \
-        Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "openadapt-waa"
-    path = Path(chosen).expanduser()
+    path = Path(override).expanduser() if override else default_state_dir()
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path.resolve()
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
 def new_run_dir(root: Path, playbook: str, keep: int = DEFAULT_KEEP_RUNS) -> Path:
+    """A fresh runs/<UTC time>-<playbook>-<short id>/ (mode 0700); older ones beyond `keep` are removed."""
     runs = root / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = runs / f"{stamp}-{playbook}-{uuid.uuid4().hex[:6]}"
-    run_dir.mkdir()
+    run_dir = runs / f"{utc_stamp()}-{playbook}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(mode=0o700)
     rotate(runs, keep)
     return run_dir
 
 
 def rotate(runs: Path, keep: int) -> list[Path]:
-    """Remove the oldest run directories beyond `keep`; returns what was removed."""
-    existing = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.name)
-    doomed = existing[:-keep] if keep > 0 else existing
+    """Remove the oldest run directories beyond `keep` (only ours, by name); returns what was removed."""
+    keep = max(1, keep)
+    existing = sorted((p for p in runs.iterdir() if p.is_dir() and RUN_DIR_NAME.match(p.name)), key=lambda p: p.name)
+    doomed = existing[:-keep]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
@@ -56,40 +73,59 @@ def lock_key(inventory: str, limit: str | None) -> str:
     return hashlib.sha256(f"{inventory}\0{limit or ''}".encode()).hexdigest()[:16]
 
 
+def _holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} ({info['what']}, started {info['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another waa-run"
+
+
 @contextmanager
-def target_lock(root: Path, key: str, description: str, wait_s: float = 0.0) -> Iterator[None]:
-    """Hold an exclusive lock for a target set; Busy names the holder when it cannot be had in time."""
+def target_lock(root: Path, key: str, description: str, wait_s: float = 0.0,
+                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive lock of one target set for the duration of the block.
+
+    Busy (naming the holder) when it cannot be had within `wait_s` seconds; `on_wait` hears once
+    that the wait started, with the holder's description.
+    """
     locks = root / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{key}.lock"
     handle = open(path, "a+")
     deadline = time.monotonic() + max(0.0, wait_s)
-    delay = 0.05
+    delay, told = 0.05, False
     try:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip()
-                    try:
-                        info = json.loads(holder)
-                        who = f"pid {info['pid']} ({info['what']}) since {info['since']}"
-                    except (ValueError, KeyError):
-                        who = "another waa-run"
-                    raise Busy(f"busy: {who} is working on these hosts; wait for it or pass --wait-lock SECONDS")
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(1.0, delay * 2)
+            handle.seek(0)
+            holder = _holder(handle.read().strip())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waited = f" (waited {wait_s:.0f}s)" if wait_s > 0 else ""
+                raise Busy(f"busy: {holder} is working on these hosts{waited}; "
+                           f"wait for it to finish or pass --wait-lock SECONDS")
+            if on_wait is not None and not told:
+                on_wait(f"waiting up to {wait_s:.0f}s for {holder}")
+                told = True
+            time.sleep(min(delay, remaining))
+            delay = min(1.0, delay * 2)
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "what": description,
                                  "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}))
         handle.flush()
-        yield
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
     finally:
         try:
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -6,17 +6,33 @@
 The health probe and the image module run on the target host, where neither the Docker SDK nor
 `requests` may be installed, and must never hang: every call has a timeout, and streams have an
 idle timeout so a stalled pull is noticed.
+
+Public API (what roles' modules call)::
+
+    client = DockerClient("/var/run/docker.sock")        # or "unix:///var/run/docker.sock"
+    client.request(method, path, query=None, headers=None, body=None, timeout=10)
+        -> (status, headers dict, body bytes)             # raises DockerUnavailable only
+    client.get_json(path, query=None, timeout=10)         # DockerAPIError on status >= 400
+    client.ping(timeout=5) -> "OK"                        # GET /_ping
+    client.version(timeout=5) -> dict                     # GET /version
+    client.inspect_container(name, timeout=10) -> dict or None (missing)
+    client.container_logs(name, tail=20, since=None, timeout=10) -> str (stdout+stderr demuxed)
+    client.get_archive(name, path, timeout=10) -> bytes   # one file out of the container
+    client.stream_json(method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60)
+        -> iterator of JSON documents                     # StreamIdle when nothing arrives
+
+Paths are API paths without the version prefix ("/images/create"); API_PREFIX is added.
 """
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import codecs
 import io
 import json
 import socket
 import struct
 import tarfile
-import time
 
 try:
     from http.client import HTTPConnection, HTTPException
@@ -28,13 +44,16 @@ except ImportError:  # pragma: no cover - Python 2 is not supported on targets, 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 API_PREFIX = "/v1.41"  # engine 20.10; newer engines answer it too
 
+MAX_DOCUMENT = 1 << 20  # a streamed document larger than this is garbage, not JSON
+_NET_ERRORS = (socket.error, socket.timeout, HTTPException, OSError)
+
 
 class DockerUnavailable(Exception):
     """The engine's socket is missing, refuses, or does not answer in time."""
 
 
 class DockerAPIError(Exception):
-    """The engine answered with an error status."""
+    """The engine answered with an error status (`status`, `message`)."""
 
     def __init__(self, status, message):
         super(DockerAPIError, self).__init__("%s: %s" % (status, message))
@@ -43,7 +62,13 @@ class DockerAPIError(Exception):
 
 
 class StreamIdle(Exception):
-    """A streaming response sent nothing for its idle timeout."""
+    """A streaming response sent no byte for its idle timeout (e.g. a stalled pull)."""
+
+    def __init__(self, idle_timeout, documents=0):
+        super(StreamIdle, self).__init__("no data from the engine for %ss (after %d messages)"
+                                         % (idle_timeout, documents))
+        self.idle_timeout = idle_timeout
+        self.documents = documents
 
 
 class _UnixHTTPConnection(HTTPConnection):
@@ -54,8 +79,21 @@ class _UnixHTTPConnection(HTTPConnection):
     def connect(self):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
+        try:
+            sock.connect(self.socket_path)
+        except Exception:
+            sock.close()
+            raise
         self.sock = sock
+
+
+def socket_path_of(docker_host):
+    """`unix:///var/run/docker.sock` or a plain path -> the path."""
+    if not docker_host:
+        return DEFAULT_SOCKET
+    if docker_host.startswith("unix://"):
+        return docker_host[len("unix://"):] or DEFAULT_SOCKET
+    return docker_host
 
 
 def json_body(body):
@@ -66,32 +104,40 @@ def json_body(body):
 
 def _error_message(body):
     try:
-        return (json_body(body) or {}).get("message") or body.decode("utf-8", "replace")
-    except ValueError:
-        return body.decode("utf-8", "replace")
+        return (json_body(body) or {}).get("message") or body.decode("utf-8", "replace").strip()
+    except (ValueError, AttributeError):
+        return body.decode("utf-8", "replace").strip()
 
 
 class DockerClient(object):
     def __init__(self, socket_path=DEFAULT_SOCKET):
-        self.socket_path = socket_path
+        self.socket_path = socket_path_of(socket_path)
+
+    def _unavailable(self, err, what="engine"):
+        return DockerUnavailable("%s at %s: %s" % (what, self.socket_path, str(err) or type(err).__name__))
 
     def _open(self, method, path, query=None, headers=None, body=None, timeout=10):
         url = API_PREFIX + path
         if query:
-            url += "?" + urlencode(dict((k, v) for k, v in query.items() if v is not None))
+            url += "?" + urlencode([(k, v) for k, v in query.items() if v is not None])
         payload = None
         all_headers = {"Host": "docker"}
         if body is not None:
-            payload = json.dumps(body).encode("utf-8")
-            all_headers["Content-Type"] = "application/json"
+            if isinstance(body, bytes):
+                payload = body
+            else:
+                payload = json.dumps(body).encode("utf-8")
+                all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
         conn = _UnixHTTPConnection(self.socket_path, timeout)
         try:
             conn.request(method, url, body=payload, headers=all_headers)
+            # Keep the socket: after a `Connection: close` answer http.client hands it to the response.
+            conn.stream_socket = conn.sock
             return conn, conn.getresponse()
-        except (socket.error, socket.timeout, HTTPException, OSError) as err:
+        except _NET_ERRORS as err:
             conn.close()
-            raise DockerUnavailable("engine at %s: %s" % (self.socket_path, err))
+            raise self._unavailable(err)
 
     def request(self, method, path, query=None, headers=None, body=None, timeout=10):
         """One call; returns (status, headers, body bytes). Raises DockerUnavailable only."""
@@ -99,9 +145,10 @@ class DockerClient(object):
         try:
             data = response.read()
             return response.status, dict(response.getheaders()), data
-        except (socket.error, socket.timeout, HTTPException, OSError) as err:
-            raise DockerUnavailable("engine at %s: %s" % (self.socket_path, err))
+        except _NET_ERRORS as err:
+            raise self._unavailable(err)
         finally:
+            response.close()
             conn.close()
 
     def get_json(self, path, query=None, timeout=10):
@@ -128,53 +175,69 @@ class DockerClient(object):
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
 
-    def container_logs(self, name, tail=20, timeout=10):
-        """The last `tail` lines of stdout and stderr, as text (the multiplexed stream demuxed)."""
+    def container_logs(self, name, tail=20, since=None, timeout=10):
+        """The last `tail` lines of stdout and stderr as text (the multiplexed stream demuxed).
+
+        `since` (UNIX seconds) drops lines of the container's earlier runs.
+        """
+        query = {"stdout": 1, "stderr": 1, "tail": tail if tail is not None else "all"}
+        if since:
+            query["since"] = int(since)
         status, headers, body = self.request(
-            "GET", "/containers/%s/logs" % quote(name, safe=""),
-            query={"stdout": 1, "stderr": 1, "tail": tail}, timeout=timeout)
+            "GET", "/containers/%s/logs" % quote(name, safe=""), query=query, timeout=timeout)
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
-        content_type = headers.get("Content-Type", headers.get("content-type", ""))
-        if "multiplexed" in content_type or _looks_multiplexed(body):
+        content_type = dict((k.lower(), v) for k, v in headers.items()).get("content-type", "")
+        if "multiplexed" in content_type or looks_multiplexed(body):
             return demux(body)
         return body.decode("utf-8", "replace")
 
-    def get_archive_file(self, name, path, timeout=10):
-        """The bytes of one file inside a container (the archive endpoint returns a tar)."""
+    def get_archive(self, name, path, timeout=10):
+        """The bytes of one file inside a container (GET /containers/{name}/archive returns a tar)."""
         status, _headers, body = self.request(
             "GET", "/containers/%s/archive" % quote(name, safe=""), query={"path": path}, timeout=timeout)
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
-        with tarfile.open(fileobj=io.BytesIO(body)) as archive:
-            for member in archive.getmembers():
-                if member.isfile():
-                    return archive.extractfile(member).read()
-        raise DockerAPIError(404, "no file at %s in %s" % (path, name))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+                for member in archive.getmembers():
+                    if member.isfile():
+                        return archive.extractfile(member).read()
+        except (tarfile.TarError, EOFError) as err:
+            raise DockerAPIError(status, "the archive of %s in %s is not a tar: %s" % (path, name, err))
+        raise DockerAPIError(404, "no regular file at %s in %s" % (path, name))
 
-    def stream_json(self, method, path, query=None, headers=None, timeout=30, idle_timeout=60):
+    get_archive_file = get_archive  # the name the first callers used
+
+    def stream_json(self, method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60):
         """Yield the JSON documents of a streaming response (e.g. a pull's progress messages).
 
-        Raises StreamIdle when no byte arrives for idle_timeout seconds, DockerAPIError for an
-        error status, DockerUnavailable when the socket fails.
+        Works with chunked, length-delimited and close-delimited bodies, newline-separated or
+        concatenated documents, and documents or UTF-8 characters split across chunks.
+        `timeout` bounds connecting and the response headers; after that, StreamIdle is raised
+        when no byte arrives for `idle_timeout` seconds. DockerAPIError for an error status,
+        DockerUnavailable when the socket fails or the stream breaks off inside a document.
         """
-        conn, response = self._open(method, path, query, headers, None, timeout)
+        conn, response = self._open(method, path, query, headers, body, timeout)
+        documents = 0
         try:
             if response.status >= 400:
-                raise DockerAPIError(response.status, _error_message(response.read()))
-            conn.sock.settimeout(idle_timeout)
+                try:
+                    raise DockerAPIError(response.status, _error_message(response.read()))
+                except _NET_ERRORS as err:
+                    raise DockerAPIError(response.status, "(error body unreadable: %s)" % err)
+            conn.stream_socket.settimeout(idle_timeout)
+            text = codecs.getincrementaldecoder("utf-8")("replace")
             decoder = json.JSONDecoder()
             buffer = ""
             while True:
                 try:
                     chunk = response.read1(65536) if hasattr(response, "read1") else response.read(4096)
                 except socket.timeout:
-                    raise StreamIdle("no data for %ss" % idle_timeout)
-                except (socket.error, HTTPException, OSError) as err:
-                    raise DockerUnavailable("stream from %s broke: %s" % (self.socket_path, err))
-                if not chunk:
-                    break
-                buffer += chunk.decode("utf-8", "replace")
+                    raise StreamIdle(idle_timeout, documents)
+                except _NET_ERRORS as err:
+                    raise self._unavailable(err, "stream from engine")
+                buffer += text.decode(chunk, final=not chunk)
                 while True:
                     stripped = buffer.lstrip()
                     if not stripped:
@@ -184,15 +247,29 @@ class DockerClient(object):
                         document, end = decoder.raw_decode(stripped)
                     except ValueError:
                         buffer = stripped
+                        if len(buffer) > MAX_DOCUMENT:
+                            raise DockerUnavailable("stream from engine at %s: %d bytes that are not JSON: %r"
+                                                    % (self.socket_path, len(buffer), buffer[:100]))
                         break
                     buffer = stripped[end:]
+                    documents += 1
                     yield document
+                if not chunk:
+                    if buffer.strip():
+                        raise DockerUnavailable("stream from engine at %s ended inside a JSON document: %r"
+                                                % (self.socket_path, buffer[:100]))
+                    return
         finally:
+            response.close()
             conn.close()
 
 
-def _looks_multiplexed(body):
+def looks_multiplexed(body):
+    """Docker's multiplexed stream starts with a frame header: stream 0-2, three zero bytes."""
     return len(body) >= 8 and body[0:1] in (b"\x00", b"\x01", b"\x02") and body[1:4] == b"\x00\x00\x00"
+
+
+_looks_multiplexed = looks_multiplexed
 
 
 def demux(body):
@@ -200,11 +277,10 @@ def demux(body):
     out = []
     offset = 0
     while offset + 8 <= len(body):
+        if body[offset:offset + 1] not in (b"\x00", b"\x01", b"\x02") or body[offset + 1:offset + 4] != b"\x00\x00\x00":
+            out.append(body[offset:])  # not a frame header: keep the rest as it is
+            break
         size = struct.unpack(">I", body[offset + 4:offset + 8])[0]
         out.append(body[offset + 8:offset + 8 + size])
         offset += 8 + size
     return b"".join(out).decode("utf-8", "replace")
-
-
-def monotonic():
-    return time.monotonic() if hasattr(time, "monotonic") else time.time()

@@ -12,29 +12,38 @@ module: waa_health_probe
 short_description: Decide whether a Windows Agent Arena host is ready and, if not, which layer is broken and why
 version_added: "0.1.0"
 description:
-  - Checks a WAA host layer by layer, in order, and stops at the first unhealthy layer
-    C(docker_daemon) (the engine answers C(_ping) on its socket), C(container) (exists, runs,
-    not restarting, not OOM-killed), C(vm_boot) (port 8006 serves noVNC rather than the boot
-    status page, QMP C(query-status) is running, and the screen is not black),
-    C(waa_server) (C(GET /probe) answers the expected JSON) and C(accessibility)
-    (C(GET /accessibility) returns a non-empty tree).
+  - Checks a WAA host layer by layer, in this order, and stops at the first unhealthy layer.
+  - C(docker_daemon) - the engine answers C(_ping) on its Unix socket.
+  - C(container) - the container exists, runs, is not restarting and was not OOM-killed.
+  - C(vm_boot) - port 8006 serves noVNC rather than the boot status page (C(/msg.html) is 404),
+    QMP C(query-status) says running, and (O(check_screen)) the screen is not black.
+  - C(waa_server) - C(GET /probe) answers 200 with status C(Probe successful).
+  - C(accessibility) - C(GET /accessibility?backend=...) returns a non-empty tree (at least one
+    window under the root).
   - Every layer returns the same result model; the module returns them all, the first failed
-    layer, its failure class, the exit code of C(waa-run)'s table and a recovery hint.
+    layer, its failure class (permanent, recoverable or transient), the exit code of C(waa-run)'s
+    table and a recovery hint.
+  - Known fatal log lines of the container (C(KVM acceleration not available), C(RAM_SIZE ... is too
+    high), C(usermode networking)) turn a failing layer into a permanent failure at once, with the
+    fix as hint, instead of waiting until the deadline.
   - With O(wait=true) it probes again with exponential backoff and jitter until the host is
-    ready, a failure that waiting cannot cure (for example a missing container, or a known fatal
-    log line such as C(KVM acceleration not available)), or the O(timeout) deadline. Every
-    request has a timeout bounded by the deadline, so a server that accepts connections and never
-    answers cannot stall the probe.
-  - A circuit breaker persisted on the host opens after O(breaker_threshold) failed waits in a
-    row; while it is open the module fails at once with exit code 11, until O(breaker_reset)
-    seconds have passed (then one wait may close it again) or O(force=true).
+    ready, a failure that waiting cannot cure (permanent, or a stopped container), or the
+    O(timeout) deadline. Every request has a timeout bounded by the deadline, so a server that
+    accepts connections and never answers cannot stall the probe.
+  - A circuit breaker persisted on the host (one JSON file per container) opens after
+    O(breaker_threshold) failed waits in a row; while it is open the module fails at once with
+    exit code 11, until O(breaker_reset) seconds have passed (then it is half-open, and the next wait's
+    success closes it, its failure re-opens it) or O(force=true).
   - Talks to the Docker engine through its Unix socket and to the ports over HTTP/TCP; needs
     nothing but Python's standard library on the host.
 author:
   - openadapt.waa contributors
 options:
   layers:
-    description: Layers to check, in the order above (the order given here does not matter).
+    description:
+      - Layers to check. They always run in the order above, from C(docker_daemon) up to the last
+        layer listed here (a layer means nothing when one below it is broken), so
+        V([waa_server]) checks the first four.
     type: list
     elements: str
     choices: [docker_daemon, container, vm_boot, waa_server, accessibility]
@@ -65,8 +74,8 @@ options:
         type: int
         default: 7200
   docker_host:
-    description: Path of the Docker engine's Unix socket.
-    type: path
+    description: The Docker engine's Unix socket, as a path or a C(unix://) URL.
+    type: str
     default: /var/run/docker.sock
   a11y_backend:
     description: Accessibility backend to ask for the tree.
@@ -74,7 +83,11 @@ options:
     choices: [win32, uia]
     default: win32
   check_screen:
-    description: Require a non-black screen in the C(vm_boot) layer (QMP C(screendump) read back through the engine, or C(/screenshot)).
+    description:
+      - Require a non-black screen in the C(vm_boot) layer. The screen is taken with QMP
+        C(screendump) inside the container and read back through the engine's archive endpoint,
+        or with C(GET /screenshot) on the server port when that fails; a screen that cannot be read
+        is not called black.
     type: bool
     default: true
   wait:
@@ -98,7 +111,7 @@ options:
     type: float
     default: 0.25
   backoff_factor:
-    description: Growth factor of the delay.
+    description: Growth factor of the delay (at least 1).
     type: float
     default: 1.6
   backoff_max:
@@ -108,7 +121,7 @@ options:
     type: float
     default: 1
   jitter:
-    description: Each delay is scaled by a random factor in [1 - jitter, 1].
+    description: Each delay is scaled by a random factor in [1 - jitter, 1]; 0 <= jitter < 1.
     type: float
     default: 0.2
   breaker_threshold:
@@ -116,23 +129,27 @@ options:
     type: int
     default: 3
   breaker_reset:
-    description: Seconds the breaker stays open.
+    description: Seconds the breaker stays open after the last failed wait.
     type: float
     default: 600
   breaker_state_dir:
-    description: Directory of the breaker's state file (default /var/lib/waa/health, or ~/.cache/waa/health).
+    description:
+      - Directory of the breaker's state files (C(breaker-<container_name>).json).
+      - Default C(/var/lib/waa/health) when writable, else C(~/.cache/waa/health).
     type: path
   force:
-    description: Probe even when the breaker is open (a success closes it).
+    description: Probe even when the breaker is open; a ready host closes it.
     type: bool
     default: false
   fail_on_unhealthy:
-    description: Fail when the host is not ready; C(false) only reports.
+    description: Fail when the host is not ready; V(false) only reports (the result keys are the same).
     type: bool
     default: true
 notes:
-  - Probing is read-only. In check mode the module probes as usual but never writes the breaker's state.
-  - C(changed) is always C(false).
+  - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written.
+  - Only waits count for the breaker. A single probe (O(wait=false)) never changes the breaker's file,
+    except a forced probe that finds the host ready, which closes it.
+  - C(changed) is always V(false).
 seealso:
   - name: Exit codes
     description: docs/exit-codes.md in the collection lists every code and hint.
@@ -161,48 +178,86 @@ EXAMPLES = r"""
     wait: true
     timeout: 60
     breaker_threshold: 0
+
+- name: Probe a container published on its own address, with the UIA backend, despite an open breaker
+  openadapt.waa.waa_health_probe:
+    container_name: winarena-2
+    host: 127.0.1.2
+    a11y_backend: uia
+    force: true
 """
 
 RETURN = r"""
 ready:
-  description: Whether every requested layer is healthy.
+  description: Whether every layer that ran is healthy.
   returned: always
   type: bool
+  sample: false
 layers:
   description: The result of each layer that ran, in order; the last one is the first unhealthy one.
   returned: always
   type: list
   elements: dict
   contains:
-    layer: {description: Layer name., type: str}
-    healthy: {description: The verdict., type: bool}
-    message: {description: One line., type: str}
-    duration_s: {description: Seconds this layer's check took in the last attempt., type: float}
-    attempts: {description: The attempt (probe round) this result comes from., type: int}
-    failure_class: {description: "permanent, recoverable or transient; null when healthy.", type: str}
-    hint: {description: What to do; empty when healthy., type: str}
-    details: {description: "Layer specific facts (container state, restart count, last log lines, screen, ...).", type: dict}
+    layer:
+      description: Layer name.
+      type: str
+      sample: waa_server
+    healthy:
+      description: The verdict.
+      type: bool
+    message:
+      description: One line.
+      type: str
+    duration_s:
+      description: Seconds this layer's check took in the last attempt.
+      type: float
+    attempts:
+      description: The attempt (probe round) this result comes from.
+      type: int
+    failure_class:
+      description: V(permanent), V(recoverable) or V(transient); null when healthy.
+      type: str
+    hint:
+      description: What to do; empty when healthy.
+      type: str
+    details:
+      description:
+        - Layer specific facts, for example the container's status, exit code, restart count and
+          C(last_logs) (the last 20 lines when a layer above it failed or it is down), the boot step,
+          C(qmp_status), how the C(screen) was checked, the server's C(status_code), the tree's
+          C(windows), and C(log_line) when a known fatal log line decided the verdict.
+      type: dict
 failed_layer:
-  description: The first unhealthy layer (or C(circuit_breaker)); null when ready.
+  description: The first unhealthy layer, or V(circuit_breaker) when the breaker is open; null when ready.
   returned: always
   type: str
+  sample: waa_server
 failure_class:
-  description: Failure class of the failed layer.
+  description: Failure class of the failed layer; null when ready.
   returned: always
   type: str
+  sample: recoverable
 exit_code:
-  description: The code of waa-run's table (0 ready, 1 preflight, 2 docker, 4 container, 5 vm boot, 6 server, 7 accessibility, 11 circuit open).
+  description:
+    - The code of waa-run's table (0 ready, 1 preflight from a fatal log line, 2 docker daemon,
+      4 container, 5 vm boot, 6 waa server, 7 accessibility, 11 circuit open).
   returned: always
   type: int
+  sample: 6
 hint:
-  description: The recovery hint for the failed layer.
+  description: The recovery hint for the failed layer; empty when ready.
   returned: always
   type: str
 message:
-  description: "One line: C(<layer>: <what is wrong>), or C(ready: ...)."
+  description: "One line: C(<layer>: <what is wrong>) (C(<layer>: timed out after N s: ...) after a wait), or C(ready: ...)."
   returned: always
   type: str
   sample: "waa_server: /probe failed: 127.0.0.1:5000/probe: connection closed without an answer"
+timed_out:
+  description: Whether a wait ended at its deadline.
+  returned: always
+  type: bool
 duration_s:
   description: Seconds the whole probe (or wait) took.
   returned: always
@@ -212,9 +267,32 @@ attempts:
   returned: always
   type: int
 breaker:
-  description: The circuit breaker's state, consecutive failures, open_until and state file.
-  returned: when breaker_threshold > 0
+  description: The circuit breaker after this call.
+  returned: always
   type: dict
+  contains:
+    state:
+      description: V(closed), V(open), V(half_open) or V(disabled).
+      type: str
+    consecutive_failures:
+      description: Failed waits in a row.
+      type: int
+    open_until:
+      description: ISO 8601 UTC time the open breaker lets probes through again; null when not open.
+      type: str
+    threshold:
+      description: O(breaker_threshold).
+      type: int
+    reset_s:
+      description: O(breaker_reset).
+      type: float
+    file:
+      description: The state file.
+      type: str
+    error:
+      description: Why the state could not be written (the probe itself still ran).
+      type: str
+      returned: when the state file could not be written
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -223,51 +301,67 @@ from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import LA
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import Backoff, Breaker, probe
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            layers=dict(type="list", elements="str", choices=list(LAYERS), default=list(LAYERS)),
-            container_name=dict(type="str", default="winarena"),
-            host=dict(type="str", default="127.0.0.1"),
-            ports=dict(type="dict", default={}, options=dict(
-                novnc=dict(type="int", default=8006),
-                server=dict(type="int", default=5000),
-                qmp=dict(type="int", default=7200),
-            )),
-            docker_host=dict(type="path", default="/var/run/docker.sock"),
-            a11y_backend=dict(type="str", choices=["win32", "uia"], default="win32"),
-            check_screen=dict(type="bool", default=True),
-            wait=dict(type="bool", default=False),
-            timeout=dict(type="float", default=600),
-            request_timeout=dict(type="float", default=5),
-            a11y_timeout=dict(type="float", default=30),
-            backoff_initial=dict(type="float", default=0.25),
-            backoff_factor=dict(type="float", default=1.6),
-            backoff_max=dict(type="float", default=1),
-            jitter=dict(type="float", default=0.2),
-            breaker_threshold=dict(type="int", default=3),
-            breaker_reset=dict(type="float", default=600),
-            breaker_state_dir=dict(type="path"),
-            force=dict(type="bool", default=False),
-            fail_on_unhealthy=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        layers=dict(type="list", elements="str", choices=list(LAYERS), default=list(LAYERS)),
+        container_name=dict(type="str", default="winarena"),
+        host=dict(type="str", default="127.0.0.1"),
+        ports=dict(type="dict", default={}, options=dict(
+            novnc=dict(type="int", default=8006),
+            server=dict(type="int", default=5000),
+            qmp=dict(type="int", default=7200),
+        )),
+        docker_host=dict(type="str", default="/var/run/docker.sock"),
+        a11y_backend=dict(type="str", choices=["win32", "uia"], default="win32"),
+        check_screen=dict(type="bool", default=True),
+        wait=dict(type="bool", default=False),
+        timeout=dict(type="float", default=600),
+        request_timeout=dict(type="float", default=5),
+        a11y_timeout=dict(type="float", default=30),
+        backoff_initial=dict(type="float", default=0.25),
+        backoff_factor=dict(type="float", default=1.6),
+        backoff_max=dict(type="float", default=1),
+        jitter=dict(type="float", default=0.2),
+        breaker_threshold=dict(type="int", default=3),
+        breaker_reset=dict(type="float", default=600),
+        breaker_state_dir=dict(type="path"),
+        force=dict(type="bool", default=False),
+        fail_on_unhealthy=dict(type="bool", default=True),
     )
-    p = module.params
+
+
+def check_params(p):
+    """The first problem with the parameters, or None."""
+    if not p["layers"]:
+        return "layers must name at least one of %s" % ", ".join(LAYERS)
     for name in ("timeout", "request_timeout", "a11y_timeout", "backoff_initial", "backoff_max"):
         if p[name] <= 0:
-            module.fail_json(msg="%s must be greater than 0, got %s" % (name, p[name]))
-    if not 0 <= p["jitter"] < 1 or p["backoff_factor"] < 1:
-        module.fail_json(msg="jitter must be in [0, 1) and backoff_factor >= 1, got %s and %s"
-                         % (p["jitter"], p["backoff_factor"]))
+            return "%s must be greater than 0, got %s" % (name, p[name])
+    if not 0 <= p["jitter"] < 1:
+        return "jitter must be in [0, 1), got %s" % p["jitter"]
+    if p["backoff_factor"] < 1:
+        return "backoff_factor must be at least 1, got %s" % p["backoff_factor"]
+    if p["breaker_threshold"] < 0 or p["breaker_reset"] < 0:
+        return "breaker_threshold and breaker_reset must not be negative, got %s and %s" % (
+            p["breaker_threshold"], p["breaker_reset"])
+    for name, port in (p["ports"] or {}).items():
+        if port is not None and not 0 < port < 65536:
+            return "ports.%s must be a TCP port (1-65535), got %s" % (name, port)
+    return None
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    problem = check_params(p)
+    if problem:
+        module.fail_json(msg=problem, changed=False)
 
     prober = Prober(container_name=p["container_name"], host=p["host"], ports=p["ports"] or {},
                     docker_host=p["docker_host"], a11y_backend=p["a11y_backend"], check_screen=p["check_screen"],
                     request_timeout=p["request_timeout"], a11y_timeout=p["a11y_timeout"])
-    breaker = None
-    if p["breaker_threshold"] > 0:
-        breaker = Breaker(p["container_name"], threshold=p["breaker_threshold"], reset_s=p["breaker_reset"],
-                          state_dir=p["breaker_state_dir"])
+    breaker = Breaker(p["container_name"], threshold=p["breaker_threshold"], reset_s=p["breaker_reset"],
+                      state_dir=p["breaker_state_dir"])
     report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
                    backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
                    breaker=breaker, force=p["force"], persist=not module.check_mode)

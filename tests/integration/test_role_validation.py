@@ -27,7 +27,7 @@ def run_up(extra: dict, tmp_path: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def base(tmp_path, emulator_image):
-    name = f"waa-test-val-{uuid.uuid4().hex[:6]}"
+    name = f"waa-mol-val-{uuid.uuid4().hex[:6]}"
     values = {"waa_container_name": name, "waa_image": emulator_image, "waa_image_pull": False,
               "waa_storage_path": str(tmp_path / "storage"), "waa_ram_size": "1G",
               "waa_bind_address": free_loopback_address(), "waa_preflight_min_free_storage_gb": 1,

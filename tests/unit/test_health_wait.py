@@ -1,21 +1,17 @@
-"""Waiting: backoff and deadline arithmetic with a fake clock (no real sleeping), the circuit
-breaker's closed/open/half-open cycle persisted across instances, and the module's interface."""
+"""Waiting: backoff and deadline arithmetic with a fake clock (no real sleeping), and the circuit
+breaker's closed/open/half-open cycle persisted across instances."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
-from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import Deadline, layer_result
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import Deadline, layer_result, layers_to_run
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import (
-    CLOSED, HALF_OPEN, OPEN, Backoff, Breaker, probe,
+    CLOSED, DISABLED, HALF_OPEN, OPEN, Backoff, Breaker, default_state_dir, probe,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -27,35 +23,49 @@ class Clock:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
         self.sleeps.append(seconds)
         self.now += seconds
 
 
 class ScriptedProber:
-    """Unhealthy (recoverable, vm_boot) until `ready_at` on the fake clock."""
+    """vm_boot unhealthy until `ready_at` on the fake clock; each evaluation costs `cost` seconds."""
 
-    def __init__(self, clock: Clock, ready_at: float = float("inf"), failure_class: str = codes.RECOVERABLE):
+    def __init__(self, clock: Clock, ready_at: float = float("inf"), failure_class: str = codes.RECOVERABLE,
+                 cost: float = 0.0):
         self.clock = clock
         self.ready_at = ready_at
         self.failure_class = failure_class
+        self.cost = cost
         self.calls = 0
 
     def evaluate(self, layers, deadline, attempt=1):
         self.calls += 1
+        self.clock.now += min(self.cost, deadline.remaining())
+        healthy = [layer_result(name, True, "ok", attempts=attempt) for name in layers_to_run(layers)]
         if self.clock() >= self.ready_at:
-            return [layer_result(name, True, "ok", attempts=attempt) for name in layers]
-        return [layer_result("vm_boot", False, "booting", failure_class=self.failure_class, hint="wait",
-                             attempts=attempt)]
+            return healthy
+        return healthy[:2] + [layer_result("vm_boot", False, "booting", failure_class=self.failure_class,
+                                           hint="wait", attempts=attempt)]
 
 
 LAYERS = ["vm_boot"]
 
 
+def wait(prober, clock, **kw):
+    kw.setdefault("backoff", Backoff(0.25, 1.6, 1.0, 0))
+    return probe(prober, LAYERS, wait=True, clock=clock, sleep=clock.sleep, **kw)
+
+
+# -- backoff and deadline ---------------------------------------------------------------------------
 def test_backoff_grows_by_factor_with_jitter_and_cap():
     delays = Backoff(0.25, 2.0, 1.0, jitter=0.0)
     assert [delays.next() for _ in range(5)] == [0.25, 0.5, 1.0, 1.0, 1.0]
-    jittered = Backoff(1.0, 1.0, 1.0, jitter=0.2, rng=lambda: 1.0)
-    assert jittered.next() == pytest.approx(0.8)
+    assert Backoff(1.0, 1.0, 1.0, jitter=0.2, rng=lambda: 1.0).next() == pytest.approx(0.8)
+    assert Backoff(1.0, 1.0, 1.0, jitter=0.2, rng=lambda: 0.0).next() == pytest.approx(1.0)
+    for bad in ({"initial": 0}, {"factor": 0.5}, {"jitter": 1.0}, {"maximum": -1}):
+        with pytest.raises(ValueError):
+            Backoff(**bad)
 
 
 def test_deadline_bounds_every_request_timeout():
@@ -68,115 +78,142 @@ def test_deadline_bounds_every_request_timeout():
     assert deadline.expired() and deadline.timeout(5) == 0.05
 
 
-def test_wait_notices_readiness_soon_after_it_happens():
+def test_wait_notices_readiness_within_one_capped_step():
     clock = Clock()
-    prober = ScriptedProber(clock, ready_at=3.0)
-    report = probe(prober, LAYERS, wait=True, timeout=60, backoff=Backoff(0.25, 1.6, 5, 0), clock=clock,
-                   sleep=clock.sleep)
-    assert report["ready"]
-    assert clock.now - 3.0 < 1.7, "noticed within one backoff step of becoming ready"
+    report = wait(ScriptedProber(clock, ready_at=3.0), clock, timeout=60)
+    assert report["ready"] and report["exit_code"] == 0
+    assert clock.sleeps[:4] == pytest.approx([0.25, 0.4, 0.64, 1.0])
+    assert clock.now - 3.0 <= 1.0, "noticed within one backoff cap of becoming ready"
 
 
 def test_wait_never_sleeps_past_the_deadline_and_says_it_timed_out():
     clock = Clock()
-    report = probe(ScriptedProber(clock), LAYERS, wait=True, timeout=10, backoff=Backoff(1, 2, 8, 0), clock=clock,
-                   sleep=clock.sleep)
+    prober = ScriptedProber(clock, cost=0.3)
+    report = wait(prober, clock, timeout=10, backoff=Backoff(1, 2, 8, 0))
     assert not report["ready"] and clock.now == pytest.approx(10)
-    assert report["message"].startswith("vm_boot: not ready after 10s")
-    assert report["exit_code"] == codes.VM_BOOT
+    assert all(s <= 8 for s in clock.sleeps) and clock.sleeps[-1] < 8, "the last sleep is cut at the deadline"
+    assert report["message"] == "vm_boot: timed out after 10 s: booting" and report["timed_out"] is True
+    assert report["exit_code"] == codes.VM_BOOT and report["attempts"] == prober.calls
+    assert report["layers"][-1]["layer"] == "vm_boot", "the report is the last evaluation"
+
+
+def test_jittered_wait_stays_inside_the_deadline():
+    clock = Clock()
+    rng = iter([0.9, 0.1] * 1000)
+    report = wait(ScriptedProber(clock), clock, timeout=7.5, backoff=Backoff(0.5, 1.6, 2, 0.5, rng=lambda: next(rng)))
+    assert clock.now == pytest.approx(7.5) and report["timed_out"]
 
 
 def test_permanent_failure_stops_the_wait_at_once():
     clock = Clock()
     prober = ScriptedProber(clock, failure_class=codes.PERMANENT)
-    report = probe(prober, LAYERS, wait=True, timeout=600, clock=clock, sleep=clock.sleep)
+    report = wait(prober, clock, timeout=600)
     assert prober.calls == 1 and clock.sleeps == [] and report["failure_class"] == codes.PERMANENT
+    assert report["timed_out"] is False
 
 
-def test_breaker_opens_after_threshold_failed_waits_then_half_opens_and_closes(tmp_path):
+def test_a_single_probe_evaluates_once():
     clock = Clock()
-    wall = {"t": 1_000_000.0}
+    prober = ScriptedProber(clock)
+    report = probe(prober, LAYERS, wait=False, clock=clock, sleep=clock.sleep)
+    assert prober.calls == 1 and not report["ready"] and report["message"] == "vm_boot: booting"
 
-    def breaker():
-        return Breaker("winarena", threshold=2, reset_s=300, state_dir=str(tmp_path), now=lambda: wall["t"])
 
-    def wait(prober):
-        return probe(prober, LAYERS, wait=True, timeout=5, breaker=breaker(), clock=clock, sleep=clock.sleep,
-                     backoff=Backoff(1, 1, 1, 0))
+# -- circuit breaker -------------------------------------------------------------------------------
+class Wall:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_breaker_closed_open_half_open_closed_across_instances(tmp_path):
+    clock, wall = Clock(), Wall()
+
+    def breaker():  # a new instance each time: the state lives in the file
+        return Breaker("winarena", threshold=2, reset_s=300, state_dir=str(tmp_path), now=wall)
 
     failing = ScriptedProber(clock)
-    assert wait(failing)["breaker"]["state"] == CLOSED
-    second = wait(failing)
-    assert second["breaker"]["state"] == OPEN
+    first = wait(failing, clock, timeout=2, breaker=breaker())
+    assert first["breaker"]["state"] == CLOSED and first["breaker"]["consecutive_failures"] == 1
+    # single probes are not waits: they never count
+    probe(failing, LAYERS, wait=False, breaker=breaker(), clock=clock)
+    assert breaker().describe()["consecutive_failures"] == 1
+    second = wait(failing, clock, timeout=2, breaker=breaker())
+    assert second["breaker"]["state"] == OPEN and second["exit_code"] == codes.VM_BOOT
+    assert second["breaker"]["open_until"] == "1970-01-12T13:51:40Z"
     # open: the next probe fails at once, without touching the host
-    calls_before = failing.calls
-    report = wait(failing)
-    assert failing.calls == calls_before
-    assert report["exit_code"] == codes.CIRCUIT_OPEN and report["failed_layer"] == "circuit_breaker"
-    assert "circuit open until" in report["message"] and "after 2 failed waits" in report["message"]
-    # force goes through (and a failure keeps it open)
-    assert probe(failing, LAYERS, wait=False, breaker=breaker(), force=True, clock=clock)["exit_code"] == codes.VM_BOOT
-    # after the reset time it is half-open: one wait may close it
-    wall["t"] += 301
+    calls = failing.calls
+    report = wait(failing, clock, timeout=600, breaker=breaker())
+    assert failing.calls == calls and report["duration_s"] == 0
+    assert (report["exit_code"], report["failed_layer"], report["ready"]) == (codes.CIRCUIT_OPEN, "circuit_breaker", False)
+    assert report["message"] == "circuit_breaker: circuit open until 1970-01-12T13:51:40Z after 2 failed waits"
+    assert report["hint"] == codes.EXIT_CODES[codes.CIRCUIT_OPEN].hint and report["layers"] == []
+    # force goes through; a forced failure keeps it open
+    forced = probe(failing, LAYERS, wait=False, breaker=breaker(), force=True, clock=clock)
+    assert forced["exit_code"] == codes.VM_BOOT and breaker().state == OPEN
+    # after the reset time it is half-open: one wait runs; its failure re-opens the breaker
+    wall.t += 301
     assert breaker().state == HALF_OPEN
+    assert wait(failing, clock, timeout=2, breaker=breaker())["breaker"]["state"] == OPEN
+    wall.t += 301
     healthy = ScriptedProber(clock, ready_at=0)
-    report = wait(healthy)
+    report = wait(healthy, clock, timeout=2, breaker=breaker())
     assert report["ready"] and report["breaker"]["state"] == CLOSED and report["breaker"]["consecutive_failures"] == 0
+    assert json.loads(Path(breaker().path).read_text()) == {"consecutive_failures": 0, "open_until": None}
 
 
-def test_breaker_half_open_failure_reopens(tmp_path):
-    wall = {"t": 0.0}
-    breaker = Breaker("w", threshold=1, reset_s=10, state_dir=str(tmp_path), now=lambda: wall["t"])
-    breaker.record(False)
-    breaker.save()
-    wall["t"] = 11
-    again = Breaker("w", threshold=1, reset_s=10, state_dir=str(tmp_path), now=lambda: wall["t"])
-    assert again.state == HALF_OPEN
-    again.record(False)
-    assert again.state == OPEN
+def test_a_forced_success_closes_an_open_breaker(tmp_path):
+    clock, wall = Clock(), Wall()
+    brk = Breaker("w", threshold=1, reset_s=600, state_dir=str(tmp_path), now=wall)
+    wait(ScriptedProber(clock), clock, timeout=1, breaker=brk)
+    assert Breaker("w", threshold=1, state_dir=str(tmp_path), now=wall).state == OPEN
+    report = probe(ScriptedProber(clock, ready_at=0), LAYERS, breaker=brk, force=True, clock=clock)
+    assert report["ready"] and Breaker("w", threshold=1, state_dir=str(tmp_path), now=wall).state == CLOSED
 
 
-def test_single_probes_and_check_mode_leave_the_breaker_alone(tmp_path):
+def test_check_mode_and_report_only_leave_the_breaker_file_alone(tmp_path):
     clock = Clock()
-    brk = Breaker("w", threshold=1, reset_s=10, state_dir=str(tmp_path))
+    brk = Breaker("w", threshold=1, reset_s=10, state_dir=str(tmp_path / "state"))
     probe(ScriptedProber(clock), LAYERS, wait=False, breaker=brk, clock=clock)
-    probe(ScriptedProber(clock), LAYERS, wait=True, timeout=1, breaker=brk, persist=False, clock=clock,
-          sleep=clock.sleep)
-    assert not Path(brk.path).exists()
+    wait(ScriptedProber(clock), clock, timeout=1, breaker=brk, persist=False)
+    probe(ScriptedProber(clock, ready_at=0), LAYERS, breaker=brk, force=True, persist=False, clock=clock)
+    assert not (tmp_path / "state").exists(), "not even the directory is created"
 
 
-def ansible_module(args: dict, *extra: str) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "openadapt.waa.waa_health_probe",
-         "-a", json.dumps(args), "-o", *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
-    return proc.returncode, json.loads(proc.stdout.split("=>", 1)[1])
+def test_breaker_files_are_per_container_and_survive_garbage(tmp_path):
+    a = Breaker("winarena", state_dir=str(tmp_path))
+    b = Breaker("other/name", state_dir=str(tmp_path))
+    assert a.path != b.path and Path(b.path).name == "breaker-other_name.json"
+    Path(a.path).write_text("{not json")
+    assert Breaker("winarena", state_dir=str(tmp_path)).state == CLOSED
 
 
-def test_module_reports_the_layer_code_and_hint_in_one_line(tmp_path):
-    rc, result = ansible_module({"docker_host": str(tmp_path / "none.sock"), "breaker_state_dir": str(tmp_path)})
-    assert rc != 0 and result["changed"] is False and result["ready"] is False
-    assert result["exit_code"] == codes.DOCKER_DAEMON and result["failed_layer"] == "docker_daemon"
-    assert result["msg"].startswith("docker_daemon: the Docker engine does not answer") and "(hint: " in result["msg"]
-    assert "\n" not in result["msg"]
+def test_disabled_breaker_and_unwritable_state(tmp_path):
+    clock = Clock()
+    off = Breaker("w", threshold=0, state_dir=str(tmp_path))
+    report = wait(ScriptedProber(clock), clock, timeout=1, breaker=off)
+    assert report["breaker"]["state"] == DISABLED and not list(tmp_path.iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    stuck = Breaker("w", threshold=1, state_dir=str(blocker / "sub"))
+    report = wait(ScriptedProber(clock), clock, timeout=1, breaker=stuck)
+    assert report["exit_code"] == codes.VM_BOOT and "cannot write" in report["breaker"]["error"]
 
 
-def test_module_only_reports_when_told_and_runs_in_check_mode(tmp_path):
-    rc, result = ansible_module({"docker_host": str(tmp_path / "none.sock"), "fail_on_unhealthy": False,
-                                 "wait": True, "timeout": 1, "breaker_state_dir": str(tmp_path)}, "--check")
-    assert rc == 0 and result["ready"] is False and result["exit_code"] == codes.DOCKER_DAEMON
-    assert not list(tmp_path.glob("breaker-*")), "check mode writes no breaker state"
+def test_default_state_dir_prefers_var_lib_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        "ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait.STATE_DIRS",
+        (str(tmp_path / "ro" / "health"), str(tmp_path / "home" / "health")))
+    (tmp_path / "ro").mkdir(mode=0o500)
+    (tmp_path / "home").mkdir()
+    expected = str(tmp_path / ("home" if not _is_root() else "ro") / "health")
+    assert default_state_dir() == expected
+    assert not (tmp_path / "home" / "health").exists(), "choosing a directory creates nothing"
 
 
-def test_module_refuses_bad_arguments_by_name(tmp_path):
-    rc, result = ansible_module({"layers": ["vm_boot", "bogus"]})
-    assert rc != 0 and "bogus" in result["msg"] and "layers" in result["msg"]
-    rc, result = ansible_module({"timeout": -1})
-    assert rc != 0 and "timeout must be greater than 0" in result["msg"]
+def _is_root() -> bool:
+    import os
 
-
-def test_ansible_doc_renders_every_module():
-    for module in ("waa_health_probe", "waa_preflight", "waa_image", "waa_image_progress"):
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-t", "module", f"openadapt.waa.{module}"],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        assert "EXAMPLES" in proc.stdout and "RETURN VALUES" in proc.stdout
+    return os.geteuid() == 0

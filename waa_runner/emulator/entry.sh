@@ -1,4 +1,5 @@
 #!/bin/bash
-# The emulator's entry.sh: takes the real entry.sh's flags and hands them to the emulator, which
-# becomes PID 1's successor (exec) so signals reach it.
-exec python3 /waa/waa_emulator.py "$@"
+# The WAA emulator's entry.sh: takes the real entry.sh's flags (each with a value) and execs the
+# emulator, so it becomes the container's PID 1 (with the fixture's `bash -c './entry.sh ...'`,
+# bash execs this script) and receives docker's signals itself.
+exec python3 /usr/local/lib/waa-emulator/waa_emulator.py "$@"

@@ -1,0 +1,160 @@
+"""The state directory: the per-target lock (busy, wait with a deadline, no stale locks) and the
+rotation of run directories; and where the collection is found (clone or installed wheel)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from waa_runner import collection, state
+
+REPO = Path(__file__).resolve().parents[2]
+HOLD = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from waa_runner import state
+with state.target_lock(Path({root!r}), 'k', 'waa-run up'):
+    print('held', flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+def hold_lock(root: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD.format(repo=str(REPO), root=str(root)), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_run_is_refused_with_the_holders_pid_and_start(tmp_path):
+    holder = hold_lock(tmp_path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(state.Busy) as busy:
+            with state.target_lock(tmp_path, "k", "second"):
+                pass
+        assert time.monotonic() - started < 1
+        message = str(busy.value)
+        assert f"busy: pid {holder.pid} (waa-run up, started 20" in message and "--wait-lock SECONDS" in message
+        assert "\n" not in message
+        with state.target_lock(tmp_path, "other-key", "different targets"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_wait_lock_waits_for_the_holder_then_runs(tmp_path):
+    holder = hold_lock(tmp_path, 1.0)
+    heard = []
+    started = time.monotonic()
+    with state.target_lock(tmp_path, "k", "second", wait_s=20, on_wait=heard.append):
+        waited = time.monotonic() - started
+    holder.wait()
+    assert 0.3 < waited < 10
+    assert len(heard) == 1 and f"pid {holder.pid}" in heard[0]
+
+
+def test_wait_lock_gives_up_at_its_deadline(tmp_path):
+    holder = hold_lock(tmp_path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(state.Busy, match=r"waited 1s"):
+            with state.target_lock(tmp_path, "k", "second", wait_s=1.0):
+                pass
+        assert 0.9 < time.monotonic() - started < 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = hold_lock(tmp_path, 30)
+    holder.kill()
+    holder.wait()
+    with state.target_lock(tmp_path, "k", "after a crash", wait_s=0):
+        pass
+
+
+def test_lock_keys_follow_inventory_and_limit():
+    assert state.lock_key("/i.yml", None) == state.lock_key("/i.yml", "")
+    assert len({state.lock_key("/i.yml", None), state.lock_key("/i.yml", "a"), state.lock_key("/j.yml", None)}) == 3
+
+
+def test_rotation_keeps_the_newest_and_only_touches_run_directories(tmp_path):
+    runs = tmp_path / "runs"
+    for index in range(5):
+        (runs / f"2026010{index}T000000Z-up-abcdef").mkdir(parents=True)
+    (runs / "my-notes").mkdir()
+    removed = state.rotate(runs, keep=2)
+    assert len(removed) == 3
+    assert sorted(p.name for p in runs.iterdir()) == ["20260103T000000Z-up-abcdef", "20260104T000000Z-up-abcdef",
+                                                      "my-notes"]
+    fresh = state.new_run_dir(tmp_path, "probe", keep=2)
+    assert state.RUN_DIR_NAME.match(fresh.name) and "-probe-" in fresh.name
+    assert oct(fresh.stat().st_mode & 0o777) == "0o700"
+    assert sorted(p.name for p in runs.iterdir() if state.RUN_DIR_NAME.match(p.name)) == [
+        "20260104T000000Z-up-abcdef", fresh.name]
+
+
+def test_state_dir_default_and_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAA_STATE_DIR", str(tmp_path / "env"))
+    assert state.state_dir() == (tmp_path / "env").resolve()
+    assert state.state_dir(tmp_path / "arg") == (tmp_path / "arg").resolve()
+    monkeypatch.delenv("WAA_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert state.default_state_dir() == tmp_path / "xdg" / "openadapt-waa"
+
+
+def test_the_collection_is_found_in_a_clone():
+    assert collection.collection_root() == REPO
+    assert collection.collections_path() == str(REPO / "collections")
+    assert collection.local_inventory() == REPO / "inventory" / "local.yml"
+
+
+def test_the_collection_is_found_as_installed_by_the_wheel(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    installed = site / "ansible_collections" / "openadapt" / "waa"
+    (installed / "playbooks").mkdir(parents=True)
+    (installed / "galaxy.yml").write_text("namespace: openadapt\n")
+    package = site / "waa_runner"
+    package.mkdir()
+    monkeypatch.setattr(collection, "_PACKAGE_DIR", package)
+    monkeypatch.setattr(sys, "path", [str(site)] + sys.path)
+    collection.collection_root.cache_clear()
+    try:
+        assert collection.collection_root() == installed
+        assert collection.collections_path() == str(site)
+    finally:
+        collection.collection_root.cache_clear()
+
+
+def test_a_clone_without_its_collections_link_gets_one_in_the_state_dir(tmp_path, monkeypatch):
+    clone = tmp_path / "clone"
+    (clone / "playbooks").mkdir(parents=True)
+    (clone / "galaxy.yml").write_text("namespace: openadapt\n")
+    monkeypatch.setattr(collection, "_PACKAGE_DIR", clone / "waa_runner")
+    collection.collection_root.cache_clear()
+    try:
+        with pytest.raises(collection.CollectionNotFound):
+            collection.collections_path()
+        path = collection.collections_path(fallback_dir=tmp_path / "state")
+        link = Path(path) / "ansible_collections" / "openadapt" / "waa"
+        assert link.is_symlink() and link.resolve() == clone and (link / "galaxy.yml").is_file()
+        assert collection.collections_path(fallback_dir=tmp_path / "state") == path  # idempotent
+    finally:
+        collection.collection_root.cache_clear()
+
+
+def test_exit_codes_load_the_collections_table_by_path():
+    from waa_runner import exit_codes
+
+    assert exit_codes.EXIT_CODES[64].name == "usage" and exit_codes.role_code("openadapt.waa.winarena_image") == 3
+    assert exit_codes.role_code("winarena_image") == 3 and exit_codes.role_code(None) == exit_codes.UNKNOWN
+    assert os.path.samefile(exit_codes._table.__file__,
+                            REPO / "plugins" / "module_utils" / "waa_exit_codes.py")
