@@ -3,7 +3,8 @@
 # the Docker engine (scripts/ensure-docker.sh), a virtual environment in .venv with this package
 # installed normally (not editable, as a user would), and the local images.
 #   scripts/bootstrap.sh            engine + venv + package + base and emulator images
-#   scripts/bootstrap.sh --test     also the test extras and the test images
+#   scripts/bootstrap.sh --test     also the test and azure extras, azure.azcollection's Python
+#                                   requirements (scripts/install-azure-deps.sh) and the test images
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,10 +24,12 @@ fi
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 
 extras=""
-$WITH_TESTS && extras="[test]"
+$WITH_TESTS && extras="[test,azure]"
 say "installing openadapt-waa$extras into $VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -q ".$extras"
+
+$WITH_TESTS && WAA_VENV="$VENV" bash scripts/install-azure-deps.sh
 
 targets="base emulator"
 $WITH_TESTS && targets="all"
