@@ -4,7 +4,8 @@
     result = waa_runner.up(local=True, emulator=True)
     print(result.exit_code, {name: host.status for name, host in result.hosts.items()})
 
-Functions: vm_setup, server_start, up, probe, down, run_playbook (waa_runner.api).
+Functions: vm_setup, server_start, up, probe, down, status, provision, teardown, run_playbook
+(waa_runner.api).
 Results: RunResult, HostResult, LayerResult, StepResult; progress: ProgressEvent, PullProgress
 (waa_runner.results). Errors raised before a run starts: UsageError, Busy.
 
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["vm_setup", "server_start", "up", "probe", "down", "run_playbook", "UsageError", "Busy",
+__all__ = ["vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown", "run_playbook", "UsageError", "Busy",
            "RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "SCHEMA_VERSION"]
 _FROM = {
-    "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "run_playbook", "UsageError"},
+    "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown",
+                       "run_playbook", "UsageError"},
     "waa_runner.state": {"Busy"},
     "waa_runner.results": {"RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress",
                            "SCHEMA_VERSION"},
 }
 
 if TYPE_CHECKING:
-    from waa_runner.api import UsageError, down, probe, run_playbook, server_start, up, vm_setup
+    from waa_runner.api import (UsageError, down, probe, provision, run_playbook, server_start, status, teardown, up,
+                                vm_setup)
     from waa_runner.results import (SCHEMA_VERSION, HostResult, LayerResult, ProgressEvent, PullProgress, RunResult,
                                     StepResult)
     from waa_runner.state import Busy

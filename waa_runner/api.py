@@ -30,16 +30,17 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from waa_runner import exit_codes as codes
 from waa_runner import processes, redact, state
 from waa_runner.collection import collection_root, collections_path, local_inventory, playbook_path
 from waa_runner.results import EventReducer, ProgressEvent, RunResult, build_run_result
 
-PLAYBOOKS = ("vm_setup", "server_start", "up", "probe", "down")
-# Playbooks whose hosts end with a health verdict; the others (down) just finish.
+PLAYBOOKS = ("vm_setup", "server_start", "up", "probe", "down", "provision", "teardown")
+# Playbooks whose hosts end with a health verdict; the others (down, provision, teardown) just finish.
 WITH_HEALTH = frozenset({"vm_setup", "server_start", "up", "probe"})
+POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 EMULATOR_IMAGE = "waa-emulator:latest"
 # Settings that let the emulator run on a small machine (overridable with extra_vars).
 EMULATOR_DEFAULTS: dict[str, Any] = {"waa_ram_size": "2G", "waa_preflight_min_free_storage_gb": 1,
@@ -372,6 +373,69 @@ def down(*, inventory: str | os.PathLike | None = None, local: bool = False, lim
     if options.pop("deallocate"):
         extra["waa_deallocate"] = True
     return run_playbook("down", extra_vars=extra, **options)
+
+
+def status(*, inventory: str | os.PathLike | None = None, local: bool = False, limit: str | None = None,
+           extra_vars: Mapping[str, Any] | None = None, forks: int = 20, timeout: float | None = None,
+           on_event: Callable[[ProgressEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+           verbosity: int = 0, state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+           keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
+    """What each host is and costs: the probe's read-only report, plus for Azure hosts the VM's power
+    state, size and hourly price (HostResult.azure). A deallocated VM is reported without
+    connecting to it (exit code 15, vm_stopped)."""
+    return probe(**_options(locals()))
+
+
+def provision(*, pool: str, count: int = 1, ssh_source_cidr: str | Sequence[str], resource_group: str | None = None,
+              location: str | None = None, vm_size: str | None = None, extra_vars: Mapping[str, Any] | None = None,
+              forks: int = 20, timeout: float | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
+              cancel: Callable[[], bool] | None = None, verbosity: int = 0,
+              state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+              keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
+    """Create pool `pool` of `count` Azure VMs in parallel (playbooks/provision.yml); a second call
+    with the same inputs creates nothing. The playbook checks every input again, with Azure's rules."""
+    extra = dict(extra_vars or {})
+    extra.update(_pool_vars(pool, resource_group))
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 50:
+        raise UsageError(f"count {count!r} must be a whole number from 1 to 50")
+    extra["waa_pool_size"] = count
+    if not ssh_source_cidr:
+        raise UsageError("ssh_source_cidr is required: the address range allowed to SSH in, e.g. 203.0.113.7/32")
+    extra["waa_ssh_source_cidr"] = ssh_source_cidr if isinstance(ssh_source_cidr, str) else list(ssh_source_cidr)
+    if location is not None:
+        extra["waa_location"] = location
+    if vm_size is not None:
+        extra["waa_vm_size"] = vm_size
+    return run_playbook("provision", local=True, extra_vars=extra, forks=forks, timeout=timeout, on_event=on_event,
+                        cancel=cancel, verbosity=verbosity, state_dir=state_dir, wait_lock=wait_lock,
+                        keep_runs=keep_runs)
+
+
+def teardown(*, pool: str, confirm: str, resource_group: str | None = None,
+             extra_vars: Mapping[str, Any] | None = None, timeout: float | None = None,
+             on_event: Callable[[ProgressEvent], None] | None = None, cancel: Callable[[], bool] | None = None,
+             verbosity: int = 0, state_dir: str | os.PathLike | None = None, wait_lock: float = 0.0,
+             keep_runs: int = state.DEFAULT_KEEP_RUNS) -> RunResult:
+    """Delete pool `pool` (VMs, disks, NICs, IPs, schedules, NSG): irreversible, so `confirm` must
+    repeat the pool name."""
+    extra = dict(extra_vars or {})
+    extra.update(_pool_vars(pool, resource_group))
+    if confirm != pool:
+        raise UsageError(f"teardown deletes every VM and Windows disk of pool {pool!r}: repeat the pool name "
+                         f"to confirm (got {confirm!r})")
+    extra["waa_confirm_teardown"] = confirm
+    return run_playbook("teardown", local=True, extra_vars=extra, timeout=timeout, on_event=on_event, cancel=cancel,
+                        verbosity=verbosity, state_dir=state_dir, wait_lock=wait_lock, keep_runs=keep_runs)
+
+
+def _pool_vars(pool: str, resource_group: str | None) -> dict[str, Any]:
+    if not isinstance(pool, str) or not POOL_NAME.match(pool):
+        raise UsageError(f"pool {pool!r} is not a pool name: 1-12 lowercase letters or digits, starting with a "
+                         f"letter (VMs are named waa-<pool>-NN, the inventory group is waa_pool_<pool>)")
+    variables: dict[str, Any] = {"waa_pool": pool}
+    if resource_group is not None:
+        variables["waa_resource_group"] = resource_group
+    return variables
 
 
 def _options(values: dict[str, Any]) -> dict[str, Any]:

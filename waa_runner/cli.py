@@ -4,7 +4,9 @@ the documented exit codes (docs/exit-codes.md).
     waa-run up --local --emulator          this machine, against the local WAA emulator
     waa-run up -i inventory/azure_rm.yml -l waa_pool_a --timeout 1800 --json
     waa-run probe -i hosts.yml             read-only health report
-    waa-run down -i hosts.yml --deallocate
+    waa-run down -i inventory/azure_rm.yml -l waa_pool_a --deallocate
+    waa-run status -i inventory/azure_rm.yml
+    waa-run provision --pool a --count 3 --ssh-source-cidr 203.0.113.7/32
 
 Start-up imports nothing heavy (no ansible, no ansible_runner) so `waa-run --help` answers at
 once; the run itself imports them. Usage errors exit 64 before anything runs.
@@ -24,8 +26,13 @@ SUBCOMMANDS = {
     "server-start": ("server_start", "start existing containers and wait until WAA is ready"),
     "up": ("up", "vm-setup where the container is missing, else server-start; then readiness"),
     "probe": ("probe", "read-only health report of every host"),
-    "down": ("down", "stop the containers (the Windows disk stays)"),
+    "down": ("down", "stop the containers (the Windows disk stays); --deallocate stops Azure billing"),
+    "status": ("status", "per host: Azure power state, size and hourly price, and readiness (read-only)"),
+    "provision": ("provision", "create a pool of Azure VMs for WAA, in parallel (idempotent)"),
+    "teardown": ("teardown", "delete a pool of Azure VMs with their disks (asks for the pool name twice)"),
 }
+# Subcommands that target inventory hosts (the others run on the controller against Azure).
+TARGETED = ("vm-setup", "server-start", "up", "probe", "down", "status")
 
 
 def _table() -> Any | None:
@@ -76,21 +83,7 @@ def _number(kind: type, *, minimum: float, inclusive: bool, maximum: float | Non
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="waa-run", formatter_class=formatter, epilog=_epilog(),
-                     description="Bring Windows Agent Arena hosts to ready, and say in one line why one is not.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    common = argparse.ArgumentParser(add_help=False)
-    target = common.add_argument_group("targets")
-    # (argparse loses argument groups of mutually exclusive groups in parents: the API checks conflicts)
-    target.add_argument("-i", "--inventory", metavar="PATH", help="inventory file or directory (default: --local)")
-    target.add_argument("--local", action="store_true", help="this machine (inventory/local.yml); the default")
-    target.add_argument("-l", "--limit", metavar="PATTERN", help="host pattern, e.g. waa_pool_a, 'host1,host2', 'waa:!bad'")
-    target.add_argument("--forks", type=_number(int, minimum=1, maximum=500, inclusive=True), default=20,
-                        help="hosts worked on at once (default 20)")
-    run = common.add_argument_group("run")
+def _add_run_options(run: Any) -> None:
     run.add_argument("--timeout", type=_number(float, minimum=0, inclusive=False), metavar="SECONDS",
                      help="overall deadline; hosts not finished by then get exit code 8")
     run.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE|@FILE",
@@ -103,6 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wait this long for another run on the same hosts (default: exit 12 at once)")
     run.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more Ansible output in the run artifacts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="waa-run", formatter_class=formatter, epilog=_epilog(),
+                     description="Bring Windows Agent Arena hosts to ready, and say in one line why one is not.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    controller = argparse.ArgumentParser(add_help=False)
+    target = common.add_argument_group("targets")
+    # (argparse loses argument groups of mutually exclusive groups in parents: the API checks conflicts)
+    target.add_argument("-i", "--inventory", metavar="PATH", help="inventory file or directory (default: --local)")
+    target.add_argument("--local", action="store_true", help="this machine (inventory/local.yml); the default")
+    target.add_argument("-l", "--limit", metavar="PATTERN", help="host pattern, e.g. waa_pool_a, 'host1,host2', 'waa:!bad'")
+    target.add_argument("--forks", type=_number(int, minimum=1, maximum=500, inclusive=True), default=20,
+                        help="hosts worked on at once (default 20)")
+    for holder in (common, controller):
+        _add_run_options(holder.add_argument_group("run"))
     image = argparse.ArgumentParser(add_help=False)
     group = image.add_argument_group("image")
     group.add_argument("--emulator", action="store_true",
@@ -117,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="N", help="stop the play when more than N%% of the hosts failed (strategy linear)")
 
     parents = {"vm-setup": [common, image, health, fleet], "server-start": [common, image, health, fleet],
-               "up": [common, image, health, fleet], "probe": [common, health], "down": [common]}
+               "up": [common, image, health, fleet], "probe": [common, health], "down": [common],
+               "status": [common], "provision": [controller], "teardown": [controller]}
     for name, (_playbook, help_text) in SUBCOMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text, parents=parents[name],
                                  formatter_class=formatter, epilog="exit codes: see `waa-run --help`")
@@ -128,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--remove", action="store_true", help="remove the containers too (the disk stays)")
             command.add_argument("--deallocate", action="store_true",
                                  help="deallocate the Azure VMs afterwards so they stop billing (waa_deallocate)")
+        if name in ("provision", "teardown"):
+            command.add_argument("--pool", required=True, metavar="NAME",
+                                 help="pool name: 1-12 lowercase letters/digits (VMs waa-<pool>-NN, group waa_pool_<pool>)")
+            command.add_argument("--resource-group", metavar="RG", help="resource group (default openadapt-waa)")
+        if name == "provision":
+            command.add_argument("--count", type=_number(int, minimum=1, maximum=50, inclusive=True), default=1,
+                                 metavar="N", help="number of VMs in the pool, 1-50 (default 1)")
+            command.add_argument("--ssh-source-cidr", required=True, action="append", metavar="CIDR",
+                                 help="address range allowed to SSH in, e.g. 203.0.113.7/32 (repeatable)")
+            command.add_argument("--location", metavar="REGION", help="Azure region (default eastus)")
+            command.add_argument("--size", metavar="VM_SIZE",
+                                 help="first VM size to try (default Standard_D8ds_v5; fallbacks follow)")
+        if name == "teardown":
+            command.add_argument("--confirm", required=True, metavar="NAME", help="the pool name again")
     emulator = sub.add_parser("emulator", help="build the local WAA emulator image and print its name",
                               description="Build (or find up to date) the local WAA emulator image; print its name.")
     emulator.add_argument("action", nargs="?", choices=["build"], default="build")
@@ -248,10 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_vars = parse_extra_vars(args.extra_var)
     except CliError as err:
         return _early_exit(exit_codes.USAGE, f"error: {err}", args.json, playbook)
-    kwargs: dict[str, Any] = dict(
-        inventory=args.inventory, local=args.local or args.inventory is None, limit=args.limit, extra_vars=extra_vars,
-        forks=args.forks, timeout=args.timeout, verbosity=args.verbose, state_dir=args.state_dir,
-        wait_lock=args.wait_lock)
+    kwargs: dict[str, Any] = dict(extra_vars=extra_vars, timeout=args.timeout, verbosity=args.verbose,
+                                  state_dir=args.state_dir, wait_lock=args.wait_lock)
+    if args.command in TARGETED:
+        kwargs.update(inventory=args.inventory, local=args.local or args.inventory is None, limit=args.limit,
+                      forks=args.forks)
+    if playbook in ("provision", "teardown"):
+        kwargs.update(pool=args.pool, resource_group=args.resource_group)
+    if playbook == "provision":
+        cidrs = args.ssh_source_cidr
+        kwargs.update(count=args.count, ssh_source_cidr=cidrs[0] if len(cidrs) == 1 else cidrs,
+                      location=args.location, vm_size=args.size)
+    if playbook == "teardown":
+        kwargs.update(confirm=args.confirm)
     if playbook in ("vm_setup", "server_start", "up"):
         kwargs.update(image=args.image, emulator=args.emulator, pull=False if args.no_pull else None,
                       max_fail_percentage=args.max_fail_percentage)
@@ -294,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
+    elif playbook == "status":
+        sys.stdout.write("\n".join(result.status_lines()) + "\n")
     else:
         sys.stdout.write("\n".join(result.summary_lines()) + "\n")
     sys.stdout.flush()

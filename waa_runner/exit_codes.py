@@ -32,6 +32,8 @@ UNREACHABLE: int = _table.UNREACHABLE
 CIRCUIT_OPEN: int = _table.CIRCUIT_OPEN
 BUSY: int = _table.BUSY
 NOT_ALL_READY: int = _table.NOT_ALL_READY
+AZURE: int = _table.AZURE
+VM_STOPPED: int = _table.VM_STOPPED
 USAGE: int = _table.USAGE
 
 

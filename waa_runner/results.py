@@ -35,8 +35,20 @@ _RESULT_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on
 _STOPPED_RUN = ("timeout", "canceled")
 
 # Host statuses (docs/json-report.md).
-READY, NOT_READY, FAILED, UNREACHABLE, UNFINISHED, ABORTED, STOPPED = (
-    "ready", "not_ready", "failed", "unreachable", "unfinished", "aborted", "stopped")
+READY, NOT_READY, FAILED, UNREACHABLE, UNFINISHED, ABORTED, STOPPED, VM_STOPPED, DONE = (
+    "ready", "not_ready", "failed", "unreachable", "unfinished", "aborted", "stopped", "vm_stopped", "done")
+
+# Tasks outside any role that still belong to one concern: the Azure tasks run on the controller
+# (playbooks/tasks/azure_*.yml, provision.yml, teardown.yml) and count as the pseudo-role "azure".
+_TASK_FILE_ROLES = tuple((suffix, "azure") for suffix in (
+    "/tasks/azure_power.yml", "/tasks/azure_status.yml", "/tasks/azure_vm_create.yml", "/tasks/azure_vm_attempt.yml",
+    "/playbooks/provision.yml", "/playbooks/teardown.yml"))
+# A started VM whose SSH never answered is unreachable, not an Azure failure; the input checks of
+# provision/teardown are usage errors (nothing was created).
+_TASK_EXIT_CODES = {"Azure | SSH did not answer": codes.UNREACHABLE,
+                    "Validate every input before anything is created": codes.USAGE,
+                    "Validate the inputs": codes.USAGE}
+_AZURE_RUNNING = ("running", "starting")
 
 
 def role_name(role: Any) -> str | None:
@@ -151,6 +163,7 @@ class HostResult:
     phase: str | None = None
     changed: int = 0
     duration_s: float = 0.0
+    azure: dict[str, Any] | None = None  # Azure hosts: vm, resource_group, size, powerstate, price_per_hour, ...
 
     @property
     def ok(self) -> bool:
@@ -174,16 +187,25 @@ class HostResult:
         data["timings"] = self.timings()
         return data
 
+    def azure_line(self) -> str:
+        """'azure: running Standard_D8ds_v5 $0.452/h' for an Azure host, else ''."""
+        if not self.azure:
+            return ""
+        price = _price(self.azure.get("price_per_hour"))
+        cost = f"${price:.3f}/h" if price is not None else "price unknown"
+        return f"azure: {self.azure.get('powerstate') or '?'} {self.azure.get('size') or '?'} {cost}"
+
     def summary_line(self) -> str:
-        """One line: name, status, exit code, failing layer, message and hint."""
+        """One line: name, status, exit code, failing layer, message and hint (and the Azure VM's state)."""
         line = f"{self.name:<16} {self.status:<11} {self.exit_code:>3}"
+        azure = f"  [{self.azure_line()}]" if self.azure else ""
         if self.ok:
-            return f"{line}  {self.message or 'ok'} ({self.duration_s:.1f}s, {self.changed} changed)"
+            return f"{line}  {self.message or 'ok'} ({self.duration_s:.1f}s, {self.changed} changed){azure}"
         layer = self.failed_layer or "-"
         message = self.message
         if message.startswith(f"{layer}: "):
             message = message[len(layer) + 2:]
-        return f"{line}  {layer}: {message}  hint: {self.hint or '-'}"
+        return f"{line}  {layer}: {message}  hint: {self.hint or '-'}{azure}"
 
 
 @dataclass
@@ -224,6 +246,31 @@ class RunResult:
             "hosts": {name: host.to_dict() for name, host in sorted(self.hosts.items())},
         }
 
+    def status_lines(self) -> list[str]:
+        """`waa-run status`: one row per host (Azure power state, size, price while running, readiness)
+        and what the running Azure VMs cost per hour together."""
+        rows = [("HOST", "POWER", "SIZE", "$/H", "READINESS")]
+        running_cost = 0.0
+        for host in sorted(self.hosts.values(), key=lambda h: h.name):
+            azure = host.azure or {}
+            price = _price(azure.get("price_per_hour"))
+            power = str(azure.get("powerstate") or "-") if azure else "-"
+            if azure and power in _AZURE_RUNNING and price is not None:
+                running_cost += price
+            readiness = host.status if host.ok else f"{host.status} ({host.exit_code}): {first_line(host.message)}"
+            rows.append((host.name, power, str(azure.get("size") or "-"), f"{price:.3f}" if price is not None else "-",
+                         readiness))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [self.summary] + ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+                                  for row in rows]
+        if any(host.azure for host in self.hosts.values()):
+            lines.append(f"running Azure VMs cost ${running_cost:.3f}/h (list prices, playbooks/vars/azure_prices.yml)")
+        if not self.ok:
+            lines += [host.summary_line() for host in sorted(self.hosts.values(), key=lambda h: h.name) if not host.ok]
+            row = codes.describe(self.exit_code)
+            lines.append(f"exit {self.exit_code} ({row.name}): {row.summary}")
+        return lines
+
     def summary_lines(self) -> list[str]:
         lines = [self.summary]
         lines += [host.summary_line() for host in sorted(self.hosts.values(), key=lambda h: (h.ok, h.name))]
@@ -240,6 +287,18 @@ def _is_validation(event_data: dict[str, Any]) -> bool:
     path = str(event_data.get("task_path") or "")
     return "validate" in path.rsplit("/", 1)[-1] or "argument_specs" in path or \
         str(event_data.get("task", "")).startswith("Validating arguments")
+
+
+def _price(value: Any) -> float | None:
+    try:
+        return None if value in (None, "", "None") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _task_file_role(event_data: dict[str, Any]) -> str | None:
+    path = str(event_data.get("task_path") or "").rsplit(":", 1)[0]
+    return next((role for suffix, role in _TASK_FILE_ROLES if path.endswith(suffix)), None)
 
 
 def _failure_message(res: dict[str, Any], task: str) -> str:
@@ -275,6 +334,7 @@ class _HostState:
         self.first: datetime | None = None
         self.last: datetime | None = None
         self.pull_seen: float | None = None
+        self.azure: dict[str, Any] | None = None
 
     def seen(self, start: Any, end: Any) -> None:
         for stamp in (_timestamp(start), _timestamp(end)):
@@ -302,6 +362,8 @@ class EventReducer:
         self.playbook = playbook
         self.on_event = on_event
         self.expects_health = expects_health
+        # what a host without a health verdict is at the end: down stops hosts; provision/teardown just finish
+        self.done_status = STOPPED if playbook == "down" else DONE
         self.clock = clock
         self.hosts: dict[str, _HostState] = {}
         self.stats: dict[str, Any] | None = None
@@ -346,9 +408,12 @@ class EventReducer:
         if not name or not kind.startswith("runner_") or kind.startswith("runner_item_"):
             return
         host = self._host(str(name))
-        role = role_name(data.get("role"))
+        role = role_name(data.get("role")) or _task_file_role(data)
         task = str(data.get("task") or "")
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        facts = res.get("ansible_facts")
+        if isinstance(facts, dict) and isinstance(facts.get("waa_azure_status"), dict):
+            host.azure = facts["waa_azure_status"]
         host.seen(data.get("start"), data.get("end"))
 
         if kind == "runner_on_start":
@@ -421,7 +486,7 @@ class EventReducer:
 
     def _result(self, host: _HostState, runner_status: str) -> HostResult:
         base = dict(name=host.name, steps=host.steps, phase=host.phase, changed=host.changed,
-                    duration_s=host.duration())
+                    duration_s=host.duration(), azure=host.azure)
         report = host.report or {}
         layers = [LayerResult.from_dict(layer) for layer in report.get("layers") or [] if isinstance(layer, dict)]
         failure_seq, unreachable_seq = host.failure_seq, host.unreachable_seq
@@ -431,10 +496,16 @@ class EventReducer:
         stopped = runner_status in _STOPPED_RUN
 
         if latest[0] < 0:  # no verdict at all
+            powerstate = str((host.azure or {}).get("powerstate") or "running")
+            if self.expects_health and not stopped and powerstate not in _AZURE_RUNNING:
+                return HostResult(status=VM_STOPPED, exit_code=codes.VM_STOPPED,
+                                  message=f"the Azure VM {(host.azure or {}).get('vm') or host.name} is {powerstate}",
+                                  hint=codes.hint(codes.VM_STOPPED), **base)
             if stopped:
                 return self._unfinished(host, runner_status, layers, base, None)
             if not self.expects_health:
-                return HostResult(status=STOPPED, exit_code=codes.READY, message=f"{self.playbook} done", **base)
+                return HostResult(status=self.done_status, exit_code=codes.READY, message=f"{self.playbook} done",
+                                  **base)
             if self.stats is not None:
                 return HostResult(status=ABORTED, exit_code=codes.UNKNOWN,
                                   message=f"the play ended for this host in {host.phase or 'setup'} before its health "
@@ -465,7 +536,7 @@ class EventReducer:
         failure = host.failure or {}
         res = failure.get("res") or {}
         role = failure.get("role")
-        code = res.get("exit_code")
+        code = res.get("exit_code", _TASK_EXIT_CODES.get(str(failure.get("task") or "")))
         failed_layer, failure_class, hint = res.get("failed_layer"), res.get("failure_class"), res.get("hint")
         report = host.role_reports.get(role) or {}
         if not isinstance(code, int) or isinstance(code, bool):
@@ -516,7 +587,7 @@ def build_run_result(playbook: str, reducer: EventReducer, runner_status: str, r
     hosts = reducer.results(runner_status)
     exit_code = overall_exit_code(hosts, runner_status=runner_status, rc=rc, no_hosts_matched=reducer.no_hosts_matched)
     duration = time.monotonic() - started
-    good = READY if reducer.expects_health else STOPPED
+    good = READY if reducer.expects_health else reducer.done_status
     counts: dict[str, int] = {}
     for host in hosts.values():
         counts[host.status] = counts.get(host.status, 0) + 1

@@ -29,6 +29,8 @@ UNREACHABLE = 10
 CIRCUIT_OPEN = 11
 BUSY = 12
 NOT_ALL_READY = 13
+AZURE = 14
+VM_STOPPED = 15
 USAGE = 64
 
 EXIT_CODES = {
@@ -85,6 +87,15 @@ EXIT_CODES = {
         NOT_ALL_READY, "not_all_ready", "some hosts are ready and others failed for different reasons",
         "read each host's own exit code and hint in the summary or the JSON report",
     ),
+    AZURE: ExitCode(
+        AZURE, "azure", "an Azure call (start, deallocate, create) failed after the SDK's retries",
+        "read the Azure error in the message: credentials and rights (docs/azure.md), quota or capacity "
+        "for the size, throttling (run again later)",
+    ),
+    VM_STOPPED: ExitCode(
+        VM_STOPPED, "vm_stopped", "the Azure VM is deallocated or stopped, so nothing on it runs",
+        "`waa-run up` starts it (and brings WAA up); `waa-run down --deallocate` is what stopped it",
+    ),
     USAGE: ExitCode(USAGE, "usage", "the command line or a variable is invalid; nothing was changed",
                     "see the message and `waa-run --help`"),
 }
@@ -105,6 +116,8 @@ ROLE_EXIT_CODES = {
     "winarena_image": IMAGE_PULL,
     "winarena_container": CONTAINER,
     "waa_health": UNKNOWN,
+    # not a role: the tasks of playbooks/tasks/azure_power.yml (start / deallocate on the controller)
+    "azure": AZURE,
 }
 
 # How a failure may be handled: what the caller (role, wrapper, human) can do about it.

@@ -367,7 +367,8 @@ class Prober(object):
                 return layer_result("vm_boot", False, "still on the boot status page: %s" % step,
                                     failure_class=codes.RECOVERABLE, hint=HINTS["booting"],
                                     details={"novnc": "status page", "step": step})
-            status, body = http_get(self.host, port, "/", deadline.timeout(self.request_timeout))
+            # /vnc.html, not /: the real nginx answers / with a 301 to /?resize=scale&autoconnect=true
+            status, body = http_get(self.host, port, "/vnc.html", deadline.timeout(self.request_timeout))
         except ProbeError as err:
             return layer_result("vm_boot", False, "noVNC does not answer: %s" % err,
                                 failure_class=codes.RECOVERABLE, hint=HINTS["novnc"], details={"novnc": "down"})

@@ -902,4 +902,9 @@ def _vm_action(state: ArmState, req: Request, rid: str, action: str) -> Response
         elif action == "generalize":
             if power not in ("stopped", "deallocated"):
                 raise ArmError(409, "OperationNotAllowed", "VM must be stopped before it can be generalized.")
+        after = state.power.get(key, "running")
+        hook = state.on_power if after != power else None
+    if hook is not None:  # outside the lock: powering a test host takes seconds
+        hook(vm["name"], power, after)
+    with state.lock:
         return _accepted(state, "Microsoft.Compute", vm.get("location") or "eastus", vm["id"], VM_TYPE, action)

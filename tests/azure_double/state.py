@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-4000-8000-0000000a2e00"
 
@@ -142,6 +142,9 @@ class ArmState:
         self.vm_sizes: list[tuple[str, int, int]] = list(DEFAULT_VM_SIZES)
         self.unavailable_sizes: set[str] = set()  # PUT with these sizes fails: 409 SkuNotAvailable
         self.address_plan: dict[str, str] = {}  # VM name -> "127.0.1.5[:port]" for VMs created later
+        # Called as on_power(vm_name, before, after) when start/deallocate/powerOff change a VM's power
+        # state, before the operation is accepted: a test powers the VM's test host off and on with it.
+        self.on_power: Callable[[str, str, str], None] | None = None
         self.image_versions = ["22.04.202409010", "22.04.202501150", "22.04.202503040"]
         self._next_ip = 0
 

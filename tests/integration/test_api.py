@@ -12,7 +12,7 @@ import waa_runner
 from waa_runner import processes
 from waa_runner.results import HostResult, LayerResult, ProgressEvent, RunResult, StepResult
 from tests.integration.test_cli import FAST_ENV, LAYERS, target  # noqa: F401  (the fixture)
-from tests.support.emulator import docker
+from tests.support.emulator import docker, poll_until
 
 pytestmark = pytest.mark.docker
 
@@ -61,5 +61,5 @@ def test_a_keyboard_interrupt_stops_ansible_and_is_raised(target):  # noqa: F811
                       on_event=on_event)
     assert time.monotonic() - started < 120
     runs = sorted((target["state"] / "runs").iterdir())
-    time.sleep(1)
-    assert processes.leftovers(str(runs[-1] / "artifacts" / "run")) == []
+    poll_until(lambda: processes.leftovers(str(runs[-1] / "artifacts" / "run")) == [], deadline_s=10,
+               what="ansible's processes to be gone")

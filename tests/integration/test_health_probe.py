@@ -64,6 +64,13 @@ def test_ready_host_passes_all_layers_within_the_deadline(emulator, tmp_path):
     assert once["ready"] and once["attempts"] == 1 and once["duration_s"] < 5
 
 
+def test_novnc_behind_the_real_nginx_redirect_is_ready(emulator, tmp_path):
+    """The real nginx answers `GET /` on 8006 with a 301; the probe asks for /vnc.html instead."""
+    handle = emulator(env={**FAST, "WAA_EMU_NOVNC_REDIRECT": "1"})
+    result = wait_ready(handle, tmp_path)
+    assert result["layers"][2]["layer"] == "vm_boot" and result["layers"][2]["healthy"]
+
+
 @pytest.mark.parametrize("fault,layer,code,failure_class,hint_word", [
     ("server_down", "waa_server", 6, "recoverable", "restart the container"),
     ("server_hang", "waa_server", 6, "recoverable", "restart the container"),

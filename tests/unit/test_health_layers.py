@@ -27,7 +27,7 @@ class Host:
         self.docker.screen = make_png(black=False)
         self.web, self.server, self.qmp = FakeHTTP(), FakeHTTP(), FakeQMP()
         self.web.answer("/msg.html", 404, "not found")
-        self.web.answer("/", 200, "<html><title>noVNC</title></html>")
+        self.web.answer("/vnc.html", 200, "<html><title>noVNC</title></html>")
         self.server.answer("/probe", 200, {"status": "Probe successful", "message": "Service is operational"})
         self.server.answer("/accessibility", 200, {"AT": TREE})
         self.server.answer("/screenshot", 200, make_png(black=False), "image/png")
@@ -145,9 +145,9 @@ def test_novnc_refused_500_or_wrong_page(host):
     prober = host.prober()
     prober.ports["novnc"] = free_port()
     assert "connection refused" in run(prober)["message"]
-    host.web.answer("/", 500, "oops")
+    host.web.answer("/vnc.html", 500, "oops")
     assert "answers 500 but does not serve noVNC" in run(host.prober())["message"]
-    host.web.answer("/", 200, "<html>some other site</html>")
+    host.web.answer("/vnc.html", 200, "<html>some other site</html>")
     assert_verdict(run(host.prober()), "vm_boot", codes.VM_BOOT, codes.RECOVERABLE)
 
 

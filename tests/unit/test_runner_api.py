@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.emulator import poll_until
 from waa_runner import api, processes
 from waa_runner import exit_codes as codes
 
@@ -167,6 +168,10 @@ SLOW = """
 """
 
 
+def gone(run_dir: Path) -> None:
+    poll_until(lambda: processes.leftovers(str(run_dir)) == [], deadline_s=10, what="ansible's processes to be gone")
+
+
 def test_the_overall_deadline_stops_the_run_and_unfinished_hosts_get_8(project):
     project["playbook"]("up", SLOW.replace("hosts: waa", "hosts: waa\n  strategy: free"))
     started = time.monotonic()
@@ -174,8 +179,7 @@ def test_the_overall_deadline_stops_the_run_and_unfinished_hosts_get_8(project):
                     extra_vars={"waa_report": {"h1": healthy(True), "h2": healthy(True)}})
     assert time.monotonic() - started < 30
     assert (result.runner_status, result.rc) == ("timeout", 254)
-    time.sleep(0.5)
-    assert processes.leftovers(str(Path(result.artifact_dir) / "artifacts" / "run")) == []
+    gone(Path(result.artifact_dir) / "artifacts" / "run")
     assert result.hosts["h1"].status == "ready"
     assert (result.hosts["h2"].status, result.hosts["h2"].exit_code) == ("unfinished", codes.DEADLINE)
     assert result.exit_code == codes.DEADLINE
@@ -188,8 +192,7 @@ def test_cancel_stops_the_run(project):
                     cancel=lambda: time.monotonic() - started > 2)
     assert time.monotonic() - started < 15
     assert result.runner_status == "canceled" and result.exit_code == codes.DEADLINE
-    time.sleep(0.5)
-    assert processes.leftovers(str(Path(result.artifact_dir) / "artifacts" / "run")) == []
+    gone(Path(result.artifact_dir) / "artifacts" / "run")
 
 
 def test_sigint_to_waa_run_cancels_cleanly_and_stops_ansible(project, tmp_path):
@@ -205,10 +208,8 @@ def test_sigint_to_waa_run_cancels_cleanly_and_stops_ansible(project, tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = project["state"] / "runs"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(runs.glob("*/artifacts/run/job_events/*.json")):
-        time.sleep(0.2)
-    time.sleep(1)
+    poll_until(lambda: any("Wait forever" in path.read_text() for path in runs.glob("*/artifacts/run/job_events/*.json")),
+               deadline_s=30, what="the run to reach its endless task")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     report = json.loads(out)

@@ -41,7 +41,7 @@ def report(ready, code=0, layer=None, hint="", failure_class=None, message=None)
 
 def reduce(events, status="successful", playbook="up", rc=None):
     seen = []
-    reducer = EventReducer(playbook, on_event=seen.append, expects_health=playbook != "down")
+    reducer = EventReducer(playbook, on_event=seen.append, expects_health=playbook not in ("down", "provision", "teardown"))
     for item in events:
         reducer(item)
     if rc is None:
@@ -272,7 +272,7 @@ def test_the_json_report_has_the_documented_shape():
     assert (data["schema_version"], data["exit_code"], data["exit_name"], data["ok"]) == (1, 6, "waa_server", False)
     host = data["hosts"]["a"]
     assert set(host) == {"name", "status", "exit_code", "exit_name", "message", "hint", "failed_layer",
-                         "failure_class", "layers", "steps", "phase", "changed", "duration_s", "timings"}
+                         "failure_class", "layers", "steps", "phase", "changed", "duration_s", "timings", "azure"}
     assert set(host["layers"][0]) == {"layer", "healthy", "message", "duration_s", "attempts", "failure_class",
                                       "hint", "details"}
     assert set(host["steps"][0]) == {"role", "task", "status", "duration_s"}
@@ -321,3 +321,49 @@ def test_a_single_layer_wait_of_another_role_is_no_verdict_but_explains_its_fail
     b = result.hosts["b"]
     assert (b.status, b.exit_code, b.failed_layer, b.hint, b.failure_class) == (
         "failed", 2, "docker_daemon", "start it", "permanent")
+
+
+AZURE_TASKS = "/c/openadapt/waa/playbooks/tasks/azure_power.yml:40"
+
+
+def azure_status(powerstate, action="none"):
+    return {"ansible_facts": {"waa_azure_status": {
+        "vm": "waa-a-01", "resource_group": "openadapt-waa", "location": "eastus", "size": "Standard_D8ds_v5",
+        "powerstate": powerstate, "price_per_hour": "0.452", "currency": "USD", "action": action}}}
+
+
+def test_a_deallocated_azure_vm_without_a_probe_is_vm_stopped_with_its_price():
+    result, _ = reduce([event("runner_on_ok", "waa-a-01", task="Azure | state of the VM", res=azure_status("deallocated"),
+                              task_path="/c/openadapt/waa/playbooks/tasks/azure_status.yml:12"),
+                        event("runner_on_ok", "waa-a-02", role="waa_health", res=report(True))], playbook="probe")
+    host = result.hosts["waa-a-01"]
+    assert (host.status, host.exit_code, result.exit_code) == ("vm_stopped", 15, 15)
+    assert host.message == "the Azure VM waa-a-01 is deallocated" and "waa-run up" in host.hint
+    assert host.azure_line() == "azure: deallocated Standard_D8ds_v5 $0.452/h"
+    assert host.timings() == {"azure": 0.5}
+    table = result.status_lines()
+    assert table[1].split() == ["HOST", "POWER", "SIZE", "$/H", "READINESS"]
+    assert table[2].split()[:5] == ["waa-a-01", "deallocated", "Standard_D8ds_v5", "0.452", "vm_stopped"]
+    assert table[3].split() == ["waa-a-02", "-", "-", "-", "ready"]
+    assert "running Azure VMs cost $0.000/h" in table[4]
+
+
+def test_a_failed_azure_call_is_code_14_and_ssh_that_never_answers_is_unreachable():
+    result, _ = reduce([
+        event("runner_on_failed", "a", task="Azure | start the VM when it is deallocated or stopped",
+              task_path=AZURE_TASKS, res={"msg": "Error powering on virtual machine a - (InternalServerError)"}),
+        event("runner_on_failed", "b", task="Azure | SSH did not answer", task_path=AZURE_TASKS,
+              res={"msg": "b: Azure VM rg/b is started but SSH to azureuser@10.0.0.4:22 did not answer within 600 s."}),
+        stats(failures={"a": 1, "b": 1})])
+    a, b = result.hosts["a"], result.hosts["b"]
+    assert (a.status, a.exit_code, a.failed_layer) == ("failed", 14, "azure")
+    assert a.message.startswith("Error powering on virtual machine a") and "credentials" in a.hint
+    assert (b.exit_code, b.failed_layer) == (10, "azure")
+    assert result.exit_code == 13
+
+
+def test_provision_finishes_as_done():
+    result, _ = reduce([event("runner_on_ok", "localhost", task="Create the VMs", res={"changed": True})],
+                       playbook="provision")
+    assert (result.hosts["localhost"].status, result.exit_code) == ("done", 0)
+    assert result.summary.startswith("provision: 1/1 hosts done")
