@@ -201,11 +201,12 @@ class HostResult:
         azure = f"  [{self.azure_line()}]" if self.azure else ""
         if self.ok:
             return f"{line}  {self.message or 'ok'} ({self.duration_s:.1f}s, {self.changed} changed){azure}"
-        layer = self.failed_layer or "-"
+        layer = self.failed_layer
         message = self.message
-        if message.startswith(f"{layer}: "):
+        if layer and message.startswith(f"{layer}: "):
             message = message[len(layer) + 2:]
-        return f"{line}  {layer}: {message}  hint: {self.hint or '-'}{azure}"
+        where = f"{layer}: " if layer else ""
+        return f"{line}  {where}{message}  hint: {self.hint or '-'}{azure}"
 
 
 @dataclass

@@ -93,6 +93,8 @@ def test_deallocated_pool_comes_up_ready_then_is_deallocated(azure_double, azure
         "started", "running", "Standard_D8ds_v5", 0.452)
     assert report["hosts"]["waa-a-02"]["azure"]["action"] == "none"
     assert state.power_of(RG, "waa-b-01") == "deallocated" and not running(container_of["waa-b-01"])
+    print(f"\nazure pool: up (1 of 2 VMs deallocated, both set up from scratch) {report['duration_s']:.1f}s; "
+          f"waa-a-01 start + SSH {report['hosts']['waa-a-01']['timings'].get('azure', 0):.1f}s")
 
     # status of the whole inventory: pool a ready, waa-b-01 deallocated (reported without connecting)
     state.reset_calls()
@@ -107,10 +109,12 @@ def test_deallocated_pool_comes_up_ready_then_is_deallocated(azure_double, azure
     # the table a person reads
     proc = subprocess.run([WAA_RUN, "status", *common], env=azure_env, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
-    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith("waa-")}
+    table = proc.stdout.split("running Azure VMs cost")[0]
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("waa-")}
     assert rows["waa-a-01"][1:4] == ["running", "Standard_D8ds_v5", "0.452"], proc.stdout
     assert rows["waa-b-01"][1:4] == ["deallocated", "Standard_D8ds_v5", "0.452"], proc.stdout
     assert "running Azure VMs cost $0.904/h" in proc.stdout
+    print(f"azure pool: status of 3 hosts {report['duration_s']:.1f}s")
 
     # down --deallocate on pool a: containers stopped, then both VMs deallocated
     state.reset_calls()
@@ -124,6 +128,7 @@ def test_deallocated_pool_comes_up_ready_then_is_deallocated(azure_double, azure
     assert sorted(powered) == [("waa-a-01", "deallocated"), ("waa-a-02", "deallocated")]
     assert {h: r["azure"]["action"] for h, r in report["hosts"].items()} == {
         "waa-a-01": "deallocated", "waa-a-02": "deallocated"}
+    print(f"azure pool: down --deallocate of 2 hosts {report['duration_s']:.1f}s")
 
     # down --deallocate again: nothing left to do, no Azure write
     state.reset_calls()
