@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown", "run_playbook", "UsageError", "Busy",
+__all__ = ["vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown", "run_playbook",
+           "UsageError", "Busy",
            "RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "SCHEMA_VERSION"]
 _FROM = {
     "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown",

@@ -41,6 +41,8 @@ PLAYBOOKS = ("vm_setup", "server_start", "up", "probe", "down", "provision", "te
 # Playbooks whose hosts end with a health verdict; the others (down, provision, teardown) just finish.
 WITH_HEALTH = frozenset({"vm_setup", "server_start", "up", "probe"})
 POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+# Playbooks that only talk to Azure (on the controller).
+AZURE_PLAYBOOKS = frozenset({"provision", "teardown"})
 EMULATOR_IMAGE = "waa-emulator:latest"
 # Settings that let the emulator run on a small machine (overridable with extra_vars).
 EMULATOR_DEFAULTS: dict[str, Any] = {"waa_ram_size": "2G", "waa_preflight_min_free_storage_gb": 1,
@@ -162,6 +164,10 @@ def run_playbook(
                               image=image, emulator=emulator, forks=forks, timeout=timeout,
                               health_timeout=health_timeout, max_fail_percentage=max_fail_percentage,
                               verbosity=verbosity, wait_lock=wait_lock, keep_runs=keep_runs)
+    if playbook in AZURE_PLAYBOOKS or _is_azure_inventory(inventory_path):
+        reason = azure_sdks_missing()
+        if reason:
+            raise UsageError(reason)
     try:
         root = state.state_dir(state_dir)
     except OSError as err:
@@ -194,6 +200,29 @@ def run_playbook(
             images.ensure_emulator(lambda message: notify("build", message))
         return _run(playbook, inventory_path, limit, variables, forks=forks, timeout=timeout, on_event=on_event,
                     cancel=cancel, verbosity=verbosity, root=root, keep_runs=keep_runs)
+
+
+def _is_azure_inventory(path: Path) -> bool:
+    """An azure_rm inventory source (the plugin only reads files named *azure_rm.yml/.yaml)."""
+    if path.is_dir():
+        return any(_is_azure_inventory(child) for child in path.iterdir() if child.is_file())
+    return path.name.endswith(("azure_rm.yml", "azure_rm.yaml"))
+
+
+def azure_sdks_missing() -> str | None:
+    """None when azure.azcollection can import its SDKs; else what to do. Without them every Azure
+    module and the inventory plugin fail, each with a long import error, after the run started."""
+    try:
+        from ansible_collections.azure.azcollection.plugins.module_utils import azure_rm_common as common
+    except Exception as err:  # the `ansible` package ships the collection; a bare ansible-core does not
+        return (f"azure.azcollection is not installed ({err}); install the `ansible` package "
+                f"(pip install openadapt-waa does)")
+    if common.HAS_AZURE and common.HAS_AZURE_CLI_CORE:
+        return None
+    requirements = Path(common.__file__).resolve().parents[2] / "requirements.txt"
+    return (f"azure.azcollection cannot import its Python SDKs ({common.HAS_AZURE_EXC or common.HAS_AZURE_CLI_CORE_EXC}"
+            f"); run scripts/install-azure-deps.sh from a clone of openadapt.waa, or "
+            f"`{sys.executable} -m pip install -r {requirements}`")
 
 
 def _environment(root: Path) -> dict[str, str]:

@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="deallocate the Azure VMs afterwards so they stop billing (waa_deallocate)")
         if name in ("provision", "teardown"):
             command.add_argument("--pool", required=True, metavar="NAME",
-                                 help="pool name: 1-12 lowercase letters/digits (VMs waa-<pool>-NN, group waa_pool_<pool>)")
+                                 help="pool name: 1-12 lowercase letters/digits "
+                                      "(VMs waa-<pool>-NN, group waa_pool_<pool>)")
             command.add_argument("--resource-group", metavar="RG", help="resource group (default openadapt-waa)")
         if name == "provision":
             command.add_argument("--count", type=_number(int, minimum=1, maximum=50, inclusive=True), default=1,

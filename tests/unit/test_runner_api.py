@@ -276,3 +276,29 @@ def test_secret_names_are_recognised():
     assert event == {"event_data": {"res": {"msg": "x <redacted> y", "q": "<redacted>",
                                             "ansible_facts": {"other": 1}}}}
     assert os.environ.get("NOT_SET_ANYWHERE") is None
+
+
+def test_azure_runs_without_the_sdks_are_refused_before_anything_runs(tmp_path, monkeypatch):
+    from ansible_collections.azure.azcollection.plugins.module_utils import azure_rm_common
+
+    monkeypatch.setattr(azure_rm_common, "HAS_AZURE", False)
+    monkeypatch.setattr(azure_rm_common, "HAS_AZURE_EXC", "No module named 'azure.mgmt.compute'")
+    inventory = tmp_path / "azure_rm.yml"
+    inventory.write_text("plugin: azure.azcollection.azure_rm\n")
+    for call in (lambda: api.up(inventory=inventory, state_dir=tmp_path / "state"),
+                 lambda: api.provision(pool="a", ssh_source_cidr="203.0.113.7/32", state_dir=tmp_path / "state")):
+        with pytest.raises(api.UsageError, match=r"No module named 'azure.mgmt.compute'.*install-azure-deps.sh"):
+            call()
+    assert not (tmp_path / "state").exists() or not list((tmp_path / "state").rglob("runs/*"))
+
+
+def test_provision_and_teardown_inputs_are_checked_first(tmp_path):
+    state_dir = tmp_path / "state"
+    with pytest.raises(api.UsageError, match="pool 'A' is not a pool name"):
+        api.provision(pool="A", ssh_source_cidr="203.0.113.7/32", state_dir=state_dir)
+    with pytest.raises(api.UsageError, match="count 0 must be a whole number from 1 to 50"):
+        api.provision(pool="a", count=0, ssh_source_cidr="203.0.113.7/32", state_dir=state_dir)
+    with pytest.raises(api.UsageError, match="ssh_source_cidr is required"):
+        api.provision(pool="a", ssh_source_cidr="", state_dir=state_dir)
+    with pytest.raises(api.UsageError, match="repeat the pool name"):
+        api.teardown(pool="a", confirm="b", state_dir=state_dir)

@@ -41,7 +41,8 @@ def report(ready, code=0, layer=None, hint="", failure_class=None, message=None)
 
 def reduce(events, status="successful", playbook="up", rc=None):
     seen = []
-    reducer = EventReducer(playbook, on_event=seen.append, expects_health=playbook not in ("down", "provision", "teardown"))
+    without_health = ("down", "provision", "teardown")
+    reducer = EventReducer(playbook, on_event=seen.append, expects_health=playbook not in without_health)
     for item in events:
         reducer(item)
     if rc is None:
@@ -333,7 +334,8 @@ def azure_status(powerstate, action="none"):
 
 
 def test_a_deallocated_azure_vm_without_a_probe_is_vm_stopped_with_its_price():
-    result, _ = reduce([event("runner_on_ok", "waa-a-01", task="Azure | state of the VM", res=azure_status("deallocated"),
+    result, _ = reduce([event("runner_on_ok", "waa-a-01", task="Azure | state of the VM",
+                              res=azure_status("deallocated"),
                               task_path="/c/openadapt/waa/playbooks/tasks/azure_status.yml:12"),
                         event("runner_on_ok", "waa-a-02", role="waa_health", res=report(True))], playbook="probe")
     host = result.hosts["waa-a-01"]
