@@ -40,9 +40,8 @@ READY, NOT_READY, FAILED, UNREACHABLE, UNFINISHED, ABORTED, STOPPED, VM_STOPPED,
 
 # Tasks outside any role that still belong to one concern: the Azure tasks run on the controller
 # (playbooks/tasks/azure_*.yml, provision.yml, teardown.yml) and count as the pseudo-role "azure".
-_TASK_FILE_ROLES = tuple((suffix, "azure") for suffix in (
-    "/tasks/azure_power.yml", "/tasks/azure_status.yml", "/tasks/azure_vm_create.yml", "/tasks/azure_vm_attempt.yml",
-    "/playbooks/provision.yml", "/playbooks/teardown.yml"))
+_AZURE_TASK_FILES = ("/tasks/azure_power.yml", "/tasks/azure_status.yml", "/tasks/azure_vm_create.yml",
+                     "/tasks/azure_vm_attempt.yml", "/playbooks/provision.yml", "/playbooks/teardown.yml")
 # A started VM whose SSH never answered is unreachable, not an Azure failure; the input checks of
 # provision/teardown are usage errors (nothing was created).
 _TASK_EXIT_CODES = {"Azure | SSH did not answer": codes.UNREACHABLE,
@@ -299,7 +298,7 @@ def _price(value: Any) -> float | None:
 
 def _task_file_role(event_data: dict[str, Any]) -> str | None:
     path = str(event_data.get("task_path") or "").rsplit(":", 1)[0]
-    return next((role for suffix, role in _TASK_FILE_ROLES if path.endswith(suffix)), None)
+    return "azure" if path.endswith(_AZURE_TASK_FILES) else None
 
 
 def _failure_message(res: dict[str, Any], task: str) -> str:

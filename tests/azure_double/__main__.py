@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 from .server import AzureDouble
@@ -34,8 +34,7 @@ def main() -> None:
         print(f"export {key}={shlex.quote(value)}")
     print("export ANSIBLE_COLLECTIONS_PATH=%s" % shlex.quote(str(Path(__file__).resolve().parents[2] / "collections")))
     try:
-        while True:
-            time.sleep(3600)
+        threading.Event().wait()  # serve until Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:

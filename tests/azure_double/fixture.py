@@ -46,23 +46,13 @@ def run_ansible(tool: str, args: Sequence[str], env: dict[str, str], timeout: fl
     return proc
 
 
-def azure_deps_missing() -> str | None:
-    """None when azure.azcollection can import its SDKs, else the reason."""
-    try:
-        from ansible_collections.azure.azcollection.plugins.module_utils import azure_rm_common as common
-    except Exception as exc:  # pragma: no cover - ansible itself missing
-        return f"azure.azcollection not importable: {exc}"
-    if not (common.HAS_AZURE and common.HAS_AZURE_CLI_CORE):
-        return f"azure.azcollection's requirements are missing ({common.HAS_AZURE_EXC or common.HAS_AZURE_CLI_CORE_EXC})"
-    return None
-
-
 @pytest.fixture(scope="session")
 def azure_deps() -> None:
-    reason = azure_deps_missing()
-    if reason is None:
+    from waa_runner.api import azure_sdks_missing  # the check waa-run itself makes before an Azure run
+
+    message = azure_sdks_missing()
+    if message is None:
         return
-    message = f"{reason}: run `scripts/install-azure-deps.sh`"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message + " (CI=true: Azure tests fail instead of skipping)")
     pytest.skip(message)
