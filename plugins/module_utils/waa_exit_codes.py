@@ -134,3 +134,56 @@ def describe(code):
         base = EXIT_CODES[UNKNOWN]
         return ExitCode(code, base.name, base.summary, base.hint)
     return row
+
+
+# ------------------------------------------------------------------------------ the verdict contract
+# Every place of the collection that can end a host's run (the probe, validation, preflight, pull,
+# container, Azure steps) hands on its verdict as data under this result key. waa_runner, the
+# callback plugin and set_stats read it; nothing is inferred from role names, task names or text.
+VERDICT_KEY = "waa_verdict"
+VERDICT_FIELDS = ("exit_code", "exit_name", "step", "layer", "failure_class", "message", "hint")
+
+
+def code_of(value):
+    """An exit code given as its number or its name ('usage', 'image_pull'); None when unknown."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value in EXIT_CODES else None
+    text = str(value or "").strip()
+    if text.isdigit():
+        return int(text) if int(text) in EXIT_CODES else None
+    for row in EXIT_CODES.values():
+        if row.name == text:
+            return row.code
+    return None
+
+
+def verdict(code, message, step=None, layer=None, failure_class=None, hint=None):
+    """One host's verdict as data: the exit code and its name, where (step, layer), why (message),
+    what kind of failure (failure_class) and what to do (hint; the table's hint when not given)."""
+    number = code_of(code)
+    if number is None:
+        number = UNKNOWN
+    row = describe(number)
+    text = str(message or "").strip()
+    return {
+        "exit_code": row.code,
+        "exit_name": row.name,
+        "step": step or None,
+        "layer": layer or None,
+        "failure_class": failure_class if failure_class in FAILURE_CLASSES else None,
+        "message": text.splitlines()[0].strip() if text else row.summary,
+        "hint": "" if row.code == READY else (hint or row.hint),
+    }
+
+
+def verdict_of_report(report, step="waa_health"):
+    """The probe's report (ready, exit_code, failed_layer, failure_class, message, hint) as a verdict."""
+    if report.get("ready"):
+        return verdict(READY, report.get("message") or "ready", step=step)
+    code = report.get("exit_code")
+    if not isinstance(code, int) or isinstance(code, bool) or code == READY:
+        code = LAYER_EXIT_CODES.get(report.get("failed_layer") or "", UNKNOWN)
+    return verdict(code, report.get("message"), step=step, layer=report.get("failed_layer"),
+                   failure_class=report.get("failure_class"), hint=report.get("hint"))

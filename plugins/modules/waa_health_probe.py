@@ -188,6 +188,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+waa_verdict:
+  description:
+    - The host's verdict as data (the collection's verdict contract, docs/exit-codes.md) -
+      C(exit_code), C(exit_name), C(step), C(layer), C(failure_class), C(message), C(hint).
+    - C(exit_code) is 0 when the host is ready.
+  returned: always
+  type: dict
+  sample: {exit_code: 6, exit_name: waa_server, step: waa_health, layer: waa_server, failure_class: recoverable,
+           message: "waa_server: /probe failed", hint: "restart the container once"}
 ready:
   description: Whether every layer that ran is healthy.
   returned: always
@@ -299,6 +308,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import LAYERS, Prober
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import Backoff, Breaker, probe
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_exit_codes import VERDICT_KEY, verdict_of_report
 
 
 def argument_spec():
@@ -365,6 +375,7 @@ def main():
     report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
                    backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
                    breaker=breaker, force=p["force"], persist=not module.check_mode)
+    report[VERDICT_KEY] = verdict_of_report(report)
     if not report["ready"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
     module.exit_json(changed=False, **report)
