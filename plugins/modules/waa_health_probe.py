@@ -145,6 +145,13 @@ options:
     description: Fail when the host is not ready; V(false) only reports (the result keys are the same).
     type: bool
     default: true
+  report_verdict:
+    description:
+      - Whether a ready result carries the host's verdict (C(waa_verdict)). V(false) for a wait on a
+        few layers inside another step (the engine wait of the docker_daemon role) - then only a
+        failure carries a verdict, so a partial check is never taken for a ready host.
+    type: bool
+    default: true
 notes:
   - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written.
   - Only waits count for the breaker. A single probe (O(wait=false)) never changes the breaker's file,
@@ -193,7 +200,7 @@ waa_verdict:
     - The host's verdict as data (the collection's verdict contract, docs/exit-codes.md) -
       C(exit_code), C(exit_name), C(step), C(layer), C(failure_class), C(message), C(hint).
     - C(exit_code) is 0 when the host is ready.
-  returned: always
+  returned: always, except for a ready host with O(report_verdict=false)
   type: dict
   sample: {exit_code: 6, exit_name: waa_server, step: waa_health, layer: waa_server, failure_class: recoverable,
            message: "waa_server: /probe failed", hint: "restart the container once"}
@@ -337,6 +344,7 @@ def argument_spec():
         breaker_state_dir=dict(type="path"),
         force=dict(type="bool", default=False),
         fail_on_unhealthy=dict(type="bool", default=True),
+        report_verdict=dict(type="bool", default=True),
     )
 
 
@@ -375,7 +383,8 @@ def main():
     report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
                    backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
                    breaker=breaker, force=p["force"], persist=not module.check_mode)
-    report[VERDICT_KEY] = verdict_of_report(report)
+    if p["report_verdict"] or not report["ready"]:
+        report[VERDICT_KEY] = verdict_of_report(report)
     if not report["ready"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
     module.exit_json(changed=False, **report)
