@@ -15,8 +15,9 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-COLLECTION_ITEMS = ["galaxy.yml", "meta", "plugins", "roles", "playbooks", "inventory", "README.md", "docs"]
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+COLLECTION_ITEMS = ["galaxy.yml", "meta", "plugins", "roles", "playbooks", "inventory", "docs", "changelogs",
+                    "README.md", "LICENSE", "CHANGELOG.rst", "requirements.txt", "bindep.txt"]
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "fragments")
 
 
 class BuildPyWithCollection(build_py):
