@@ -4,22 +4,25 @@
 """A small Docker Engine API client over the engine's Unix socket, standard library only.
 
 The health probe and the image module run on the target host, where neither the Docker SDK nor
-`requests` may be installed, and must never hang: every call has a timeout, and streams have an
-idle timeout so a stalled pull is noticed.
+`requests` may be installed, and must never hang or balloon: every call runs under a TOTAL
+deadline (`timeout`: connect, status line, headers and body together; a socket that trickles one
+byte every half second cannot stretch it) and reads at most `max_bytes` of body (DockerUnavailable
+past it). Streams have an idle timeout so a stalled pull is noticed, and an optional total
+`deadline`. The exchange itself is module_utils/_waa_transport.py.
 
 Public API (what roles' modules call)::
 
     client = DockerClient("/var/run/docker.sock")        # or "unix:///var/run/docker.sock"
-    client.request(method, path, query=None, headers=None, body=None, timeout=10)
+    client.request(method, path, query=None, headers=None, body=None, timeout=10, max_bytes=MAX_BODY)
         -> (status, headers dict, body bytes)             # raises DockerUnavailable only
-    client.get_json(path, query=None, timeout=10)         # DockerAPIError on status >= 400
+    client.get_json(path, query=None, timeout=10, max_bytes=MAX_BODY)   # DockerAPIError on status >= 400
     client.ping(timeout=5) -> "OK"                        # GET /_ping
     client.version(timeout=5) -> dict                     # GET /version
-    client.inspect_container(name, timeout=10) -> dict or None (missing)
-    client.container_logs(name, tail=20, since=None, timeout=10) -> str (stdout+stderr demuxed)
-    client.get_archive(name, path, timeout=10) -> bytes   # one file out of the container
-    client.stream_json(method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60)
-        -> iterator of JSON documents                     # StreamIdle when nothing arrives
+    client.inspect_container(name, timeout=10, max_bytes=MAX_INSPECT) -> dict or None (missing)
+    client.container_logs(name, tail=20, since=None, timeout=10, max_bytes=MAX_LOGS) -> str (demuxed)
+    client.get_archive(name, path, timeout=10, max_bytes=MAX_ARCHIVE) -> bytes   # one file of the container
+    client.stream_json(method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60,
+                       deadline=None) -> iterator of JSON documents   # StreamIdle when nothing arrives
 
 Paths are API paths without the version prefix ("/images/create"); API_PREFIX is added.
 """
@@ -30,26 +33,29 @@ __metaclass__ = type
 import codecs
 import io
 import json
-import socket
 import struct
 import tarfile
 
 try:
-    from http.client import HTTPConnection, HTTPException
     from urllib.parse import quote, urlencode
 except ImportError:  # pragma: no cover - Python 2 is not supported on targets, this keeps imports safe
-    from httplib import HTTPConnection, HTTPException  # type: ignore
     from urllib import quote, urlencode  # type: ignore
+
+from ansible_collections.openadapt.waa.plugins.module_utils import _waa_transport as transport
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 API_PREFIX = "/v1.41"  # engine 20.10; newer engines answer it too
 
 MAX_DOCUMENT = 1 << 20  # a streamed document larger than this is garbage, not JSON
-_NET_ERRORS = (socket.error, socket.timeout, HTTPException, OSError)
+MAX_BODY = 16 << 20  # any one answer read whole (image and container inspects are a few KB)
+MAX_INSPECT = 4 << 20  # a container's inspect document is a few KB; 4 MB is garbage
+MAX_LOGS = 1 << 20  # the last few hundred log lines
+MAX_ARCHIVE = (8 << 20) + (64 << 10)  # one screendump PNG (8 MB) and its tar headers
+MAX_ERROR_BODY = 64 << 10
 
 
 class DockerUnavailable(Exception):
-    """The engine's socket is missing, refuses, or does not answer in time."""
+    """The engine's socket is missing, refuses, does not answer in time, or sends too much."""
 
 
 class DockerAPIError(Exception):
@@ -69,22 +75,6 @@ class StreamIdle(Exception):
                                          % (idle_timeout, documents))
         self.idle_timeout = idle_timeout
         self.documents = documents
-
-
-class _UnixHTTPConnection(HTTPConnection):
-    def __init__(self, socket_path, timeout):
-        HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except Exception:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def socket_path_of(docker_host):
@@ -109,19 +99,31 @@ def _error_message(body):
         return body.decode("utf-8", "replace").strip()
 
 
+def _timeout_text(err):
+    text = str(err)
+    return text.split(": ", 1)[1] if ": " in text else text
+
+
 class DockerClient(object):
     def __init__(self, socket_path=DEFAULT_SOCKET):
         self.socket_path = socket_path_of(socket_path)
 
     def _unavailable(self, err, what="engine"):
-        return DockerUnavailable("%s at %s: %s" % (what, self.socket_path, str(err) or type(err).__name__))
+        if isinstance(err, transport.Timeout):
+            reason = "no complete answer within the deadline (%s)" % _timeout_text(err)
+        elif isinstance(err, transport.TransportError):
+            reason = _timeout_text(err)
+        else:
+            reason = str(err) or type(err).__name__
+        return DockerUnavailable("%s at %s: %s" % (what, self.socket_path, reason))
 
-    def _open(self, method, path, query=None, headers=None, body=None, timeout=10):
+    def _open(self, method, path, query=None, headers=None, body=None, timeout=10, max_bytes=MAX_BODY,
+              idle=None):
         url = API_PREFIX + path
         if query:
             url += "?" + urlencode([(k, v) for k, v in query.items() if v is not None])
         payload = None
-        all_headers = {"Host": "docker"}
+        all_headers = {}
         if body is not None:
             if isinstance(body, bytes):
                 payload = body
@@ -129,53 +131,53 @@ class DockerClient(object):
                 payload = json.dumps(body).encode("utf-8")
                 all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
-        conn = _UnixHTTPConnection(self.socket_path, timeout)
+        end = transport.monotonic() + timeout
+        what = "%s %s" % (method, path)
         try:
-            conn.request(method, url, body=payload, headers=all_headers)
-            # Keep the socket: after a `Connection: close` answer http.client hands it to the response.
-            conn.stream_socket = conn.sock
-            return conn, conn.getresponse()
-        except _NET_ERRORS as err:
-            conn.close()
+            return transport.http_request(
+                lambda end_: transport.connect_unix(self.socket_path, end_, what), method, url, "docker", end,
+                max_bytes, headers=all_headers, body=payload, what=what, idle=idle)
+        except transport.TransportError as err:
             raise self._unavailable(err)
 
-    def request(self, method, path, query=None, headers=None, body=None, timeout=10):
-        """One call; returns (status, headers, body bytes). Raises DockerUnavailable only."""
-        conn, response = self._open(method, path, query, headers, body, timeout)
+    def request(self, method, path, query=None, headers=None, body=None, timeout=10, max_bytes=MAX_BODY):
+        """One call within `timeout` seconds in total; returns (status, headers, body bytes).
+        Raises DockerUnavailable only (also for a body larger than `max_bytes`)."""
+        response = self._open(method, path, query, headers, body, timeout, max_bytes)
         try:
-            data = response.read()
-            return response.status, dict(response.getheaders()), data
-        except _NET_ERRORS as err:
+            data = response.body(max_bytes if response.status < 400 else min(max_bytes, MAX_ERROR_BODY))
+            return response.status, dict(response.headers), data
+        except transport.TransportError as err:
             raise self._unavailable(err)
         finally:
             response.close()
-            conn.close()
 
-    def get_json(self, path, query=None, timeout=10):
-        status, _headers, body = self.request("GET", path, query=query, timeout=timeout)
+    def get_json(self, path, query=None, timeout=10, max_bytes=MAX_BODY):
+        status, _headers, body = self.request("GET", path, query=query, timeout=timeout, max_bytes=max_bytes)
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
 
     def ping(self, timeout=5):
-        status, _headers, body = self.request("GET", "/_ping", timeout=timeout)
+        status, _headers, body = self.request("GET", "/_ping", timeout=timeout, max_bytes=MAX_ERROR_BODY)
         if status != 200:
             raise DockerAPIError(status, _error_message(body))
         return body.decode("utf-8", "replace").strip()
 
     def version(self, timeout=5):
-        return self.get_json("/version", timeout=timeout)
+        return self.get_json("/version", timeout=timeout, max_bytes=MAX_ERROR_BODY)
 
-    def inspect_container(self, name, timeout=10):
+    def inspect_container(self, name, timeout=10, max_bytes=MAX_INSPECT):
         """The container's inspect document, or None when it does not exist."""
-        status, _headers, body = self.request("GET", "/containers/%s/json" % quote(name, safe=""), timeout=timeout)
+        status, _headers, body = self.request("GET", "/containers/%s/json" % quote(name, safe=""),
+                                              timeout=timeout, max_bytes=max_bytes)
         if status == 404:
             return None
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
 
-    def container_logs(self, name, tail=20, since=None, timeout=10):
+    def container_logs(self, name, tail=20, since=None, timeout=10, max_bytes=MAX_LOGS):
         """The last `tail` lines of stdout and stderr as text (the multiplexed stream demuxed).
 
         `since` (UNIX seconds) drops lines of the container's earlier runs.
@@ -184,7 +186,7 @@ class DockerClient(object):
         if since:
             query["since"] = int(since)
         status, headers, body = self.request(
-            "GET", "/containers/%s/logs" % quote(name, safe=""), query=query, timeout=timeout)
+            "GET", "/containers/%s/logs" % quote(name, safe=""), query=query, timeout=timeout, max_bytes=max_bytes)
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
         content_type = dict((k.lower(), v) for k, v in headers.items()).get("content-type", "")
@@ -192,50 +194,59 @@ class DockerClient(object):
             return demux(body)
         return body.decode("utf-8", "replace")
 
-    def get_archive(self, name, path, timeout=10):
+    def get_archive(self, name, path, timeout=10, max_bytes=MAX_ARCHIVE):
         """The bytes of one file inside a container (GET /containers/{name}/archive returns a tar)."""
         status, _headers, body = self.request(
-            "GET", "/containers/%s/archive" % quote(name, safe=""), query={"path": path}, timeout=timeout)
+            "GET", "/containers/%s/archive" % quote(name, safe=""), query={"path": path}, timeout=timeout,
+            max_bytes=max_bytes)
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
         try:
             with tarfile.open(fileobj=io.BytesIO(body)) as archive:
                 for member in archive.getmembers():
                     if member.isfile():
-                        return archive.extractfile(member).read()
+                        handle = archive.extractfile(member)
+                        if handle is not None:
+                            return handle.read()
         except (tarfile.TarError, EOFError) as err:
             raise DockerAPIError(status, "the archive of %s in %s is not a tar: %s" % (path, name, err))
         raise DockerAPIError(404, "no regular file at %s in %s" % (path, name))
 
     get_archive_file = get_archive  # the name the first callers used
 
-    def stream_json(self, method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60):
+    def stream_json(self, method, path, query=None, headers=None, body=None, timeout=30, idle_timeout=60,
+                    deadline=None):
         """Yield the JSON documents of a streaming response (e.g. a pull's progress messages).
 
         Works with chunked, length-delimited and close-delimited bodies, newline-separated or
         concatenated documents, and documents or UTF-8 characters split across chunks.
-        `timeout` bounds connecting and the response headers; after that, StreamIdle is raised
-        when no byte arrives for `idle_timeout` seconds. DockerAPIError for an error status,
-        DockerUnavailable when the socket fails or the stream breaks off inside a document.
+        `timeout` bounds connecting and the response headers (in total); after that, StreamIdle is
+        raised when no byte arrives for `idle_timeout` seconds, and DockerUnavailable when the
+        whole stream outlives `deadline` seconds (None: no total bound, a pull may take long).
+        DockerAPIError for an error status, DockerUnavailable when the socket fails or the stream
+        breaks off inside a document.
         """
-        conn, response = self._open(method, path, query, headers, body, timeout)
+        response = self._open(method, path, query, headers, body, timeout, None)
         documents = 0
         try:
             if response.status >= 400:
                 try:
-                    raise DockerAPIError(response.status, _error_message(response.read()))
-                except _NET_ERRORS as err:
+                    raise DockerAPIError(response.status, _error_message(response.body(MAX_ERROR_BODY)))
+                except transport.TransportError as err:
                     raise DockerAPIError(response.status, "(error body unreadable: %s)" % err)
-            conn.stream_socket.settimeout(idle_timeout)
+            exchange = response.exchange
+            exchange.end = transport.monotonic() + deadline if deadline is not None else float("inf")
+            exchange.idle = idle_timeout
             text = codecs.getincrementaldecoder("utf-8")("replace")
             decoder = json.JSONDecoder()
             buffer = ""
+            pieces = response.iter_body()
             while True:
                 try:
-                    chunk = response.read1(65536) if hasattr(response, "read1") else response.read(4096)
-                except socket.timeout:
+                    chunk = next(pieces, b"")
+                except transport.Idle:
                     raise StreamIdle(idle_timeout, documents)
-                except _NET_ERRORS as err:
+                except transport.TransportError as err:
                     raise self._unavailable(err, "stream from engine")
                 buffer += text.decode(chunk, final=not chunk)
                 while True:
@@ -261,7 +272,6 @@ class DockerClient(object):
                     return
         finally:
             response.close()
-            conn.close()
 
 
 def looks_multiplexed(body):

@@ -4,23 +4,32 @@
 """The five health layers of a WAA host and their one result model.
 
 Layers run in order and stop at the first unhealthy one, because a layer's check means nothing
-when the one below it is broken (no noVNC without a running container). Every network call has a
-timeout bounded by the caller's deadline: a server that accepts and never answers costs at most
-one request timeout. Standard library only: this runs on the target host.
+when the one below it is broken (no noVNC without a running container). A layer is healthy only
+when it was checked and passed: a check that could not be made (the screen could not be read, the
+deadline left no usable time for a request) fails its layer. Every exchange (HTTP, QMP, the
+engine) runs under a TOTAL deadline per request and a byte cap (module_utils/_waa_transport.py):
+a server that accepts and never answers, or trickles a byte at a time, costs at most one request
+timeout; a peer that sends hundreds of MB is refused at the cap. A request is made only when the
+deadline leaves it at least Deadline.floor() seconds (min(request timeout, 1 s)); otherwise the
+layer fails as "cut by the deadline" and the report says timed_out. Standard library only: this
+runs on the target host.
 
 Public API::
 
+    READINESS                                # the one table: layer, healthy when, class, exit code
     LAYERS                                   # the five layer names, in order
     layers_to_run(requested)                 # LAYERS up to the last requested one
     Prober(container_name="winarena", host="127.0.0.1", ports=None, docker_host=None,
            a11y_backend="win32", check_screen=True, request_timeout=5.0, a11y_timeout=30.0,
            docker=None, clock=monotonic)
     Prober.evaluate(layers, deadline, attempt=1) -> [layer result, ...]
-    Deadline(seconds, clock=monotonic)       # .remaining() .expired() .timeout(per_request)
+    Deadline(seconds, clock=monotonic)       # .remaining() .expired() .floor(r) .timeout(r, what)
+    DeadlineReached                          # raised by .timeout() when no usable time is left
     summarize(results, layers, started, clock=monotonic, attempts=1, timed_out_after=None) -> report
     layer_result(layer, healthy, message, ...) -> one layer's result dict
     FATAL_LOG_PATTERNS, match_fatal_log(text) # known fatal log lines of the container
-    (waiting, backoff and the breaker: waa_health_wait; the PNG check: waa_health_png)
+    (waiting and backoff: waa_health_wait; the breaker: waa_health_breaker; the PNG check:
+     waa_health_png; the streamed accessibility tree: waa_health_a11y; sockets: _waa_transport)
 """
 from __future__ import absolute_import, division, print_function
 
@@ -29,32 +38,45 @@ __metaclass__ = type
 import calendar
 import json
 import re
-import socket
 import struct
 import time
 import zlib
 from collections import namedtuple
-from xml.etree import ElementTree
 
-try:
-    from http.client import HTTPConnection, HTTPException
-except ImportError:  # pragma: no cover
-    from httplib import HTTPConnection, HTTPException  # type: ignore
-
+from ansible_collections.openadapt.waa.plugins.module_utils import _waa_transport as transport
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_docker_api import (
-    DockerAPIError, DockerClient, DockerUnavailable, socket_path_of,
+    MAX_ARCHIVE, MAX_INSPECT, MAX_LOGS, DockerAPIError, DockerClient, DockerUnavailable, socket_path_of,
 )
-from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_png import png_is_black  # noqa: F401
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_a11y import TreeError, count_windows
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_png import MAX_PNG, png_is_black
 
-LAYERS = ("docker_daemon", "container", "vm_boot", "waa_server", "accessibility")
+# The one table of readiness: what each layer must show to be healthy, and what it is when not
+# (the class of a check that could not be made in time; the exit code when it is the first
+# unhealthy layer). Prober has one method per row; docs/architecture.md shows the same table.
+Layer = namedtuple("Layer", ["name", "healthy_when", "failure_class", "exit_code"])
+READINESS = (
+    Layer("docker_daemon", "the engine answers _ping on its Unix socket", codes.PERMANENT, codes.DOCKER_DAEMON),
+    Layer("container", "the container exists, runs, is not restarting and was not OOM-killed",
+          codes.RECOVERABLE, codes.CONTAINER),
+    Layer("vm_boot", "8006 serves noVNC (/msg.html is 404), QMP query-status is running, and the screen was "
+          "read (QMP screendump or GET /screenshot) and is not black", codes.RECOVERABLE, codes.VM_BOOT),
+    Layer("waa_server", "GET /probe answers 200 with status 'Probe successful'", codes.RECOVERABLE, codes.WAA_SERVER),
+    Layer("accessibility", "GET /accessibility answers 200 with at least one window under the tree's root",
+          codes.TRANSIENT, codes.ACCESSIBILITY),
+)
+LAYERS = tuple(layer.name for layer in READINESS)
+LAYER_TABLE = dict((layer.name, layer) for layer in READINESS)
 PROBE_JSON_STATUS = "Probe successful"
 SCREEN_FILE = "/tmp/waa-probe-screen.png"
 DEFAULT_PORTS = {"novnc": 8006, "server": 5000, "qmp": 7200}
 LOG_LINES_IN_DETAILS = 20
 LOG_LINES_SCANNED = 200
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # dockur colours its info/warn/error lines
-MAX_BODY = 32 * 1024 * 1024  # an accessibility tree of a busy desktop is a few MB at most
+MAX_BODY = 1 << 20  # a page read whole (/msg.html, /vnc.html): a few KB in practice
+MAX_PROBE_BODY = 64 << 10  # /probe answers ~70 bytes
+MAX_A11Y_BODY = 32 << 20  # the accessibility answer, streamed (the tree itself: waa_health_a11y caps)
+DEADLINE_FLOOR_S = 1.0  # the least time a request is made with (or less when the request timeout is)
 
 HINTS = {
     "docker_daemon": "start the engine (role docker_daemon / `systemctl start docker`) and check its socket",
@@ -65,6 +87,9 @@ HINTS = {
     "novnc": "noVNC on 8006 does not answer: check the container's logs and its port bindings",
     "qmp": "QEMU's QMP on 7200 does not answer: QEMU may not be running; check the container's logs",
     "black": "the screen is still black: Windows may still be starting (~30 s after boot); if it stays black restart the container once",
+    "screen": "the screen could not be read (QMP screendump through the engine, and GET /screenshot): check the "
+              "engine and the container's logs; a host whose screen cannot be checked is not called ready "
+              "(check_screen: false skips the check)",
     "server": codes.EXIT_CODES[codes.WAA_SERVER].hint,
     "accessibility": codes.EXIT_CODES[codes.ACCESSIBILITY].hint,
 }
@@ -141,6 +166,14 @@ def _one_line(text):
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
+class DeadlineReached(Exception):
+    """No usable time is left for the next request (less than Deadline.floor()): it is not made."""
+
+    def __init__(self, what):
+        super(DeadlineReached, self).__init__("the deadline ended before %s could be checked" % what)
+        self.what = what
+
+
 class Deadline(object):
     def __init__(self, seconds, clock=monotonic):
         self.clock = clock
@@ -153,127 +186,63 @@ class Deadline(object):
     def expired(self):
         return self.remaining() <= 0
 
-    def timeout(self, per_request):
-        """A request timeout that never reaches past the deadline (and is never zero)."""
-        return max(0.05, min(per_request, self.remaining()))
+    def floor(self, per_request):
+        """The least time a request is made with: min(request timeout, 1 s, a quarter of the whole
+        deadline) - never the ~50 ms stubs that fail a healthy layer at the deadline."""
+        return min(per_request, DEADLINE_FLOOR_S, self.seconds / 4.0)
+
+    def timeout(self, per_request, what="the next request"):
+        """A request timeout that never reaches past the deadline; DeadlineReached (the request is
+        not made) when less than floor() is left."""
+        left = self.remaining()
+        if left <= 0 or left < self.floor(per_request):
+            raise DeadlineReached(what)
+        return min(per_request, left)
 
 
 class ProbeError(Exception):
     pass
 
 
-def http_get(host, port, path, timeout, max_bytes=MAX_BODY):
-    """(status, body bytes); ProbeError on refusal, reset, or no complete answer within timeout.
+def _probe_error(err, what, timeout):
+    if isinstance(err, transport.Timeout):
+        return ProbeError("no answer from %s within %.1fs" % (what, timeout))
+    text = str(err)
+    return ProbeError(text if text.startswith(what) else "%s: %s" % (what, text))
 
-    `timeout` bounds connecting, each wait for data, and reading the body as a whole (a server
-    that trickles bytes cannot stretch it).
-    """
-    end = monotonic() + timeout
-    conn = HTTPConnection(host, port, timeout=timeout)
-    response = None
+
+def http_get(host, port, path, timeout, max_bytes=MAX_BODY):
+    """(status, body bytes); ProbeError on refusal, reset, no complete answer within `timeout`
+    (connect, status line, headers and body in total), or a body larger than `max_bytes`."""
+    what = "%s:%s%s" % (host, port, path)
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        sock = conn.sock  # kept: after a `Connection: close` answer the response owns it
-        response = conn.getresponse()
-        parts = []
-        size = 0
-        while True:
-            left = end - monotonic()
-            if left <= 0:
-                raise socket.timeout()
-            sock.settimeout(left)
-            chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > max_bytes:
-                raise ProbeError("%s:%s%s: the answer is larger than %d bytes" % (host, port, path, max_bytes))
-            parts.append(chunk)
-        return response.status, b"".join(parts)
-    except socket.timeout:
-        raise ProbeError("no answer from %s:%s%s within %.1fs" % (host, port, path, timeout))
-    except (socket.error, HTTPException, OSError) as err:
-        raise ProbeError("%s:%s%s: %s" % (host, port, path, _describe(err)))
-    finally:
-        if response is not None:
-            response.close()
-        conn.close()
+        return transport.http_get(host, port, path, timeout, max_bytes)
+    except transport.TransportError as err:
+        raise _probe_error(err, what, timeout)
 
 
 def _describe(err):
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, (ConnectionResetError, BrokenPipeError)) or "RemoteDisconnected" in type(err).__name__:
-        return "connection closed without an answer"
-    return str(err) or type(err).__name__
+    return transport.describe(err)
 
 
 def _text(body, limit=120):
-    text = re.sub(r"<[^>]+>", " ", body.decode("utf-8", "replace"))
+    text = re.sub(r"<[^>]+>", " ", body[:64 << 10].decode("utf-8", "replace"))
     return re.sub(r"\s+", " ", text).strip()[:limit]
 
 
 def qmp_session(host, port, commands, timeout):
     """Run QMP commands after the capabilities handshake; returns their replies in order.
 
-    `timeout` bounds the whole session (a QMP server that only sends events cannot stretch it).
+    `timeout` bounds the whole session (connect, greeting, every reply): a QMP server that greets
+    and then stalls, or only sends events, cannot stretch it.
     """
-    end = monotonic() + timeout
+    what = "QMP %s:%s" % (host, port)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except socket.timeout:
-        raise ProbeError("QMP %s:%s: no answer within %.1fs" % (host, port, timeout))
-    except (socket.error, OSError) as err:
-        raise ProbeError("QMP %s:%s: %s" % (host, port, _describe(err)))
-    reader = _QMPReader(sock, end)
-    try:
-        greeting = reader.next()
-        if "QMP" not in greeting:
-            raise ProbeError("QMP %s:%s: unexpected greeting %r" % (host, port, greeting))
-        replies = []
-        for command in [{"execute": "qmp_capabilities"}] + list(commands):
-            sock.sendall(json.dumps(command).encode("utf-8") + b"\r\n")
-            reply = reader.next()
-            while "event" in reply:  # asynchronous events may come in between
-                reply = reader.next()
-            replies.append(reply)
-        return replies[1:]
-    except socket.timeout:
-        raise ProbeError("QMP %s:%s: no answer within %.1fs" % (host, port, timeout))
-    except (socket.error, OSError, ValueError) as err:
-        raise ProbeError("QMP %s:%s: %s" % (host, port, _describe(err)))
-    finally:
-        sock.close()
-
-
-class _QMPReader(object):
-    def __init__(self, sock, end):
-        self.sock = sock
-        self.end = end
-        self.buffer = ""
-        self.decoder = json.JSONDecoder()
-
-    def next(self):
-        while True:
-            stripped = self.buffer.lstrip()
-            if stripped:
-                try:
-                    document, end = self.decoder.raw_decode(stripped)
-                    self.buffer = stripped[end:]
-                    if not isinstance(document, dict):
-                        raise ProbeError("QMP sent %r" % (document,))
-                    return document
-                except ValueError:
-                    if len(stripped) > 1 << 20:
-                        raise ProbeError("QMP sent 1 MB that is not JSON")
-            left = self.end - monotonic()
-            if left <= 0:
-                raise socket.timeout()
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ProbeError("QMP connection closed")
-            self.buffer += chunk.decode("utf-8", "replace")
+        return transport.qmp_session(host, port, commands, timeout)
+    except transport.Timeout:
+        raise ProbeError("%s: no answer within %.1fs" % (what, timeout))
+    except transport.TransportError as err:
+        raise ProbeError(str(err) if str(err).startswith(what) else "%s: %s" % (what, err))
 
 
 def parse_docker_time(text):
@@ -311,15 +280,15 @@ class Prober(object):
     # -- the layers ---------------------------------------------------------------------------
     def docker_daemon(self, deadline):
         try:
-            answer = self.docker.ping(timeout=deadline.timeout(self.request_timeout))
+            answer = self.docker.ping(timeout=deadline.timeout(self.request_timeout, "the engine"))
         except (DockerUnavailable, DockerAPIError) as err:
             return layer_result("docker_daemon", False, "the Docker engine does not answer: %s" % err,
                                 failure_class=codes.PERMANENT, hint=HINTS["docker_daemon"],
                                 details={"socket": self.docker.socket_path})
         try:
-            version = self.docker.version(timeout=deadline.timeout(self.request_timeout)) or {}
-        except (DockerUnavailable, DockerAPIError, ValueError):
-            version = {}
+            version = self.docker.version(timeout=deadline.timeout(self.request_timeout, "the engine")) or {}
+        except (DockerUnavailable, DockerAPIError, ValueError, DeadlineReached):
+            version = {}  # only for the message: _ping answered
         return layer_result("docker_daemon", True, "engine %s answers _ping (%s)" % (version.get("Version", "?"), answer),
                             details={"socket": self.docker.socket_path, "version": version.get("Version"),
                                      "api_version": version.get("ApiVersion")})
@@ -327,15 +296,21 @@ class Prober(object):
     def container(self, deadline):
         self.started_at = None
         try:
-            info = self.docker.inspect_container(self.container_name, timeout=deadline.timeout(self.request_timeout))
+            info = self.docker.inspect_container(
+                self.container_name, timeout=deadline.timeout(self.request_timeout, "the container"),
+                max_bytes=MAX_INSPECT)
         except (DockerUnavailable, DockerAPIError, ValueError) as err:
             return layer_result("container", False, "cannot inspect %s: %s" % (self.container_name, err),
+                                failure_class=codes.PERMANENT, hint=HINTS["docker_daemon"])
+        if not isinstance(info, dict) and info is not None:
+            return layer_result("container", False, "cannot inspect %s: the engine sent %s, not an object"
+                                % (self.container_name, type(info).__name__),
                                 failure_class=codes.PERMANENT, hint=HINTS["docker_daemon"])
         if info is None:
             return layer_result("container", False, "container %s does not exist" % self.container_name,
                                 failure_class=codes.PERMANENT, hint=HINTS["container_missing"],
                                 details={"exists": False})
-        state = info.get("State") or {}
+        state = info.get("State") if isinstance(info.get("State"), dict) else {}
         details = {
             "exists": True, "status": state.get("Status"), "running": bool(state.get("Running")),
             "restarting": bool(state.get("Restarting")), "oom_killed": bool(state.get("OOMKilled")),
@@ -361,14 +336,14 @@ class Prober(object):
     def vm_boot(self, deadline):
         port = self.ports["novnc"]
         try:
-            status, body = http_get(self.host, port, "/msg.html", deadline.timeout(self.request_timeout))
+            status, body = http_get(self.host, port, "/msg.html", deadline.timeout(self.request_timeout, "noVNC"))
             if status == 200:
                 step = _text(body) or "booting"
                 return layer_result("vm_boot", False, "still on the boot status page: %s" % step,
                                     failure_class=codes.RECOVERABLE, hint=HINTS["booting"],
                                     details={"novnc": "status page", "step": step})
             # /vnc.html, not /: the real nginx answers / with a 301 to /?resize=scale&autoconnect=true
-            status, body = http_get(self.host, port, "/vnc.html", deadline.timeout(self.request_timeout))
+            status, body = http_get(self.host, port, "/vnc.html", deadline.timeout(self.request_timeout, "noVNC"))
         except ProbeError as err:
             return layer_result("vm_boot", False, "noVNC does not answer: %s" % err,
                                 failure_class=codes.RECOVERABLE, hint=HINTS["novnc"], details={"novnc": "down"})
@@ -380,57 +355,70 @@ class Prober(object):
         if self.check_screen:
             commands.append({"execute": "screendump", "arguments": {"filename": SCREEN_FILE, "format": "png"}})
         try:
-            replies = qmp_session(self.host, self.ports["qmp"], commands, deadline.timeout(self.request_timeout))
+            replies = qmp_session(self.host, self.ports["qmp"], commands,
+                                  deadline.timeout(self.request_timeout, "QEMU (QMP)"))
         except ProbeError as err:
             return layer_result("vm_boot", False, str(err), failure_class=codes.RECOVERABLE, hint=HINTS["qmp"],
                                 details=details)
-        vm_status = (replies[0].get("return") or {}).get("status")
+        answer = replies[0].get("return")
+        vm_status = answer.get("status") if isinstance(answer, dict) else None
         details["qmp_status"] = vm_status
         if vm_status != "running":
             return layer_result("vm_boot", False, "QEMU reports the VM as %s" % (vm_status or replies[0]),
                                 failure_class=codes.RECOVERABLE, hint=HINTS["qmp"], details=details)
         if self.check_screen:
-            black, how = self.screen_black(replies[1], deadline)
+            seen, how = self.screen(replies[1], deadline)
             details["screen"] = how
-            if black:
+            if seen == "black":
                 return layer_result("vm_boot", False, "the screen is black (%s)" % how,
                                     failure_class=codes.RECOVERABLE, hint=HINTS["black"], details=details)
+            if seen != "desktop":  # not checked is never healthy
+                return layer_result("vm_boot", False, "the screen could not be checked: %s" % how,
+                                    failure_class=codes.RECOVERABLE, hint=HINTS["screen"], details=details)
         return layer_result("vm_boot", True, "noVNC serves the desktop and QEMU is running", details=details)
 
-    def screen_black(self, screendump_reply, deadline):
-        """(black?, how it was seen): QMP screendump read back through the engine, else /screenshot.
+    def screen(self, screendump_reply, deadline):
+        """("desktop" | "black" | "unchecked", how it was seen): the QMP screendump read back through
+        the engine's archive endpoint, else GET /screenshot on the server port.
 
-        A screen that cannot be read counts as not black ("not checked"): the check is there to
-        catch the known black phase after boot, not to fail hosts whose engine hides the file.
+        A screen that could not be read is "unchecked", and vm_boot fails on it: a layer that was
+        not checked is never healthy. DeadlineReached when no time is left to read it.
         """
-        data = None
-        source = "qmp screendump"
-        if "return" in screendump_reply:
+        problems = []
+        sources = []
+        if isinstance(screendump_reply, dict) and "return" in screendump_reply:
+            sources.append("qmp screendump")
+        else:
+            problems.append("qmp screendump: %s" % _one_line(json.dumps(screendump_reply)[:120]))
+        sources.append("GET /screenshot")
+        for source in sources:
             try:
-                data = self.docker.get_archive(self.container_name, SCREEN_FILE,
-                                               timeout=deadline.timeout(self.request_timeout))
-            except (DockerUnavailable, DockerAPIError):
-                data = None
-        if data is None:
-            source = "GET /screenshot"
+                if source == "qmp screendump":
+                    data = self.docker.get_archive(
+                        self.container_name, SCREEN_FILE, max_bytes=MAX_ARCHIVE,
+                        timeout=deadline.timeout(self.request_timeout, "the screen"))
+                else:
+                    status, data = http_get(self.host, self.ports["server"], "/screenshot",
+                                            deadline.timeout(self.request_timeout, "the screen"), MAX_PNG)
+                    if status != 200:
+                        problems.append("%s answered %s" % (source, status))
+                        continue
+            except (DockerUnavailable, DockerAPIError, ProbeError) as err:
+                problems.append("%s: %s" % (source, err))
+                continue
             try:
-                status, data = http_get(self.host, self.ports["server"], "/screenshot",
-                                        deadline.timeout(self.request_timeout))
-                if status != 200:
-                    data = None
-            except ProbeError:
-                data = None
-        if data is None:
-            return False, "not checked: neither the screendump nor /screenshot could be read"
-        try:
-            black, size = png_is_black(data)
-        except (ValueError, zlib.error, struct.error) as err:
-            return False, "not checked: %s" % err
-        return black, "%s, %sx%s%s" % (source, size[0], size[1], ", black" if black else "")
+                black, size = png_is_black(data)
+            except (ValueError, zlib.error, struct.error) as err:
+                problems.append("%s: %s" % (source, err))
+                continue
+            return ("black" if black else "desktop"), "%s, %sx%s%s" % (source, size[0], size[1],
+                                                                      ", black" if black else "")
+        return "unchecked", "; ".join(problems)
 
     def waa_server(self, deadline):
         try:
-            status, body = http_get(self.host, self.ports["server"], "/probe", deadline.timeout(self.request_timeout))
+            status, body = http_get(self.host, self.ports["server"], "/probe",
+                                    deadline.timeout(self.request_timeout, "the WAA server"), MAX_PROBE_BODY)
         except ProbeError as err:
             return layer_result("waa_server", False, "/probe failed: %s" % err, failure_class=codes.RECOVERABLE,
                                 hint=HINTS["server"])
@@ -446,43 +434,53 @@ class Prober(object):
                             details={"status_code": status})
 
     def accessibility(self, deadline):
+        """The tree is streamed and counted (waa_health_a11y), never built: a peer that sends a
+        28 MB tree of millions of elements costs one read piece of memory, not the DOM."""
         path = "/accessibility?backend=%s" % self.a11y_backend
+        port = self.ports["server"]
+        timeout = deadline.timeout(self.a11y_timeout, "the accessibility tree")
+        what = "%s:%s%s" % (self.host, port, path)
+        status = None
         try:
-            status, body = http_get(self.host, self.ports["server"], path, deadline.timeout(self.a11y_timeout))
-        except ProbeError as err:
-            return layer_result("accessibility", False, "%s failed: %s" % (path, err),
-                                failure_class=codes.TRANSIENT, hint=HINTS["accessibility"])
-        try:
-            tree = (json.loads(body.decode("utf-8")) or {}).get("AT") if status == 200 else None
-        except (ValueError, AttributeError):
-            tree = None
-        if not tree or not isinstance(tree, str) or not tree.strip():
-            what = "an empty tree" if status == 200 else _text(body, 80) or "nothing"
-            return layer_result("accessibility", False, "%s answered %s with %s" % (path, status, what),
+            response = transport.open_get(self.host, port, path, timeout, MAX_A11Y_BODY)
+            try:
+                status = response.status
+                if status != 200:
+                    body = response.body(MAX_PROBE_BODY)
+                    return layer_result("accessibility", False, "%s answered %s with %s" % (
+                        path, status, _text(body, 80) or "nothing"), failure_class=codes.TRANSIENT,
+                        hint=HINTS["accessibility"], details={"status_code": status})
+                count = count_windows(response.iter_body(MAX_A11Y_BODY))
+            finally:
+                response.close()
+        except transport.TransportError as err:
+            return layer_result("accessibility", False, "%s failed: %s" % (path, _probe_error(err, what, timeout)),
+                                failure_class=codes.TRANSIENT, hint=HINTS["accessibility"],
+                                details={"status_code": status} if status else None)
+        except TreeError as err:
+            return layer_result("accessibility", False, "%s" % err, failure_class=codes.TRANSIENT,
+                                hint=HINTS["accessibility"], details={"status_code": status})
+        if not count.found:
+            return layer_result("accessibility", False, "%s answered %s with an empty tree" % (path, status),
                                 failure_class=codes.TRANSIENT, hint=HINTS["accessibility"],
                                 details={"status_code": status})
-        try:
-            root = ElementTree.fromstring(tree)
-        except ElementTree.ParseError as err:
-            return layer_result("accessibility", False, "the tree is not XML: %s" % err,
+        if not count.windows:
+            return layer_result("accessibility", False, "the tree's <%s> has no windows" % count.root,
                                 failure_class=codes.TRANSIENT, hint=HINTS["accessibility"],
-                                details={"status_code": status})
-        children = len(list(root))
-        if not children:
-            return layer_result("accessibility", False, "the tree's <%s> has no windows" % root.tag,
-                                failure_class=codes.TRANSIENT, hint=HINTS["accessibility"],
-                                details={"status_code": status, "root": root.tag, "windows": 0})
-        return layer_result("accessibility", True, "%d top-level windows (%s backend)" % (children, self.a11y_backend),
-                            details={"root": root.tag, "windows": children, "size": len(tree)})
+                                details={"status_code": status, "root": count.root, "windows": 0})
+        return layer_result("accessibility", True, "%s%d top-level windows (%s backend)" % (
+            "" if count.complete else "at least ", count.windows, self.a11y_backend),
+            details={"root": count.root, "windows": count.windows, "size": count.chars,
+                     "complete": count.complete})
 
     # -- evaluation ---------------------------------------------------------------------------
     def last_logs(self, deadline, tail=LOG_LINES_IN_DETAILS):
         """The last lines the container's current run logged ([] when they cannot be read)."""
         try:
             # The engine is local: a second at least, even at the deadline, so the verdict keeps its logs.
-            timeout = max(deadline.timeout(self.request_timeout), min(1.0, self.request_timeout))
+            timeout = max(min(self.request_timeout, deadline.remaining()), min(1.0, self.request_timeout))
             text = self.docker.container_logs(self.container_name, tail=tail, since=self.started_at,
-                                              timeout=timeout)
+                                              timeout=timeout, max_bytes=MAX_LOGS)
         except (DockerUnavailable, DockerAPIError):
             return []
         return [line.rstrip("\r") for line in ANSI_ESCAPE.sub("", text).splitlines()][-tail:]
@@ -501,20 +499,44 @@ class Prober(object):
                             details=details)
 
     def evaluate(self, layers, deadline, attempt=1):
-        """Run the layers in order, up to the last requested one, stopping at the first unhealthy one."""
+        """Run the layers in order, up to the last requested one, stopping at the first unhealthy one.
+
+        A layer whose check the deadline cut (DeadlineReached: no usable time left for one of its
+        requests) fails with details.deadline_reached; summarize() reports it as timed out.
+        """
         results = []
         run = layers_to_run(layers)
         for name in run:
             started = self.clock()
-            result = getattr(self, name)(deadline)
-            if not result["healthy"] and LAYERS.index(name) > LAYERS.index("container"):
-                result = self.explain_from_logs(result, deadline)
+            try:
+                result = getattr(self, name)(deadline)
+            except DeadlineReached as reached:
+                result = deadline_result(name, reached)
+            else:
+                if not result["healthy"] and LAYERS.index(name) > LAYERS.index("container"):
+                    result = self.explain_from_logs(result, deadline)
             result["duration_s"] = round(self.clock() - started, 3)
             result["attempts"] = attempt
             results.append(result)
             if not result["healthy"]:
                 break
         return results
+
+
+def deadline_result(name, reached):
+    """The verdict of a layer that could not be checked before the deadline: unhealthy."""
+    spec = LAYER_TABLE[name]
+    hint = {"docker_daemon": HINTS["docker_daemon"], "container": HINTS["container_stopped"],
+            "vm_boot": HINTS["booting"], "waa_server": HINTS["server"],
+            "accessibility": HINTS["accessibility"]}[name]
+    return layer_result(name, False, str(reached), failure_class=spec.failure_class,
+                        hint="the deadline ended the check (raise the timeout); " + hint,
+                        details={"deadline_reached": True})
+
+
+def cut_by_deadline(results):
+    """Whether the last result is a layer the deadline left unchecked."""
+    return bool(results) and bool(results[-1].get("details", {}).get("deadline_reached"))
 
 
 def summarize(results, layers, started, clock=monotonic, attempts=1, timed_out_after=None):
@@ -537,6 +559,8 @@ def summarize(results, layers, started, clock=monotonic, attempts=1, timed_out_a
         report["exit_code"] = failed.get("exit_code", codes.LAYER_EXIT_CODES[failed["layer"]])
         report["hint"] = failed["hint"]
         message = failed["message"]
+        if timed_out_after is None and failed.get("details", {}).get("deadline_reached"):
+            report["timed_out"] = True
         if timed_out_after is not None:
             message = "timed out after %s s: %s" % (_seconds(timed_out_after), message)
             report["timed_out"] = True

@@ -9,6 +9,10 @@ coloured desktop encoded with the Sub or Up filter is almost all zero bytes befo
 so counting raw zero bytes would call a blue desktop black. It stays fast on a 1440x900 screen:
 rows whose filtered bytes and predecessor are all zero are known black without a Python loop,
 and the count stops as soon as enough non-black pixels were seen to decide.
+
+Bounded whatever the file claims: the image data is inflated a piece at a time (a zlib bomb
+never sits in memory; peak use is one scanline plus one inflate step), a PNG larger than MAX_PNG
+bytes is refused before decoding, and one whose pixels exceed MAX_RAW_BYTES is refused unread.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -20,7 +24,9 @@ import zlib
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
-MAX_RAW_BYTES = 64 * 1024 * 1024
+MAX_RAW_BYTES = 64 * 1024 * 1024  # decoded pixel bytes (a 1440x900 RGBA screen is 5 MB)
+MAX_PNG = 8 * 1024 * 1024  # the file itself: a 1440x900 screendump is well under 1 MB
+INFLATE_STEP = 256 * 1024
 # Adam7 passes: x start, y start, x step, y step.
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _NONZERO = re.compile(b"[^\x00]")
@@ -32,12 +38,13 @@ class PngError(ValueError):
 
 
 def _chunks(data):
-    if not data.startswith(SIGNATURE):
+    if not bytes(data[:len(SIGNATURE)]) == SIGNATURE:
         raise PngError("not a PNG")
+    view = memoryview(data)
     offset = len(SIGNATURE)
     while offset + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        yield kind, data[offset + 8:offset + 8 + length]
+        length, kind = struct.unpack(">I4s", view[offset:offset + 8])
+        yield kind, view[offset + 8:offset + 8 + length]
         if kind == b"IEND":
             return
         offset += 12 + length
@@ -118,8 +125,36 @@ class _Counter(object):
         return values[:width]
 
 
+class _Inflater(object):
+    """The decompressed image data, a scanline at a time, never more than one step ahead."""
+
+    def __init__(self, pieces):
+        self.pieces = iter(pieces)
+        self.inflate = zlib.decompressobj()
+        self.buffer = bytearray()
+
+    def take(self, size):
+        while len(self.buffer) < size:
+            source = self.inflate.unconsumed_tail
+            if not source:
+                if self.inflate.eof:
+                    return None
+                source = next(self.pieces, None)
+                if source is None:
+                    return None
+            try:
+                self.buffer += self.inflate.decompress(source, INFLATE_STEP)
+            except zlib.error as err:
+                raise PngError("broken PNG data: %s" % err)
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return out
+
+
 def png_stats(data, threshold=DEFAULT_THRESHOLD):
     """{width, height, nonblack (a lower bound once the answer is known), pixels, black}."""
+    if len(data) > MAX_PNG:
+        raise PngError("the PNG is larger than %d MB (refused)" % (MAX_PNG >> 20))
     header = None
     palette = b""
     idat = []
@@ -147,23 +182,21 @@ def png_stats(data, threshold=DEFAULT_THRESHOLD):
     expected = sum(h * ((w * bits + 7) // 8 + 1) for w, h in passes)
     if expected > MAX_RAW_BYTES:
         raise PngError("PNG of %dx%d is too large to check" % (width, height))
-    try:
-        raw = zlib.decompressobj().decompress(b"".join(idat), expected)
-    except zlib.error as err:
-        raise PngError("broken PNG data: %s" % err)
-    if len(raw) < expected:
-        raise PngError("truncated PNG data (%d of %d bytes)" % (len(raw), expected))
+    raw = _Inflater(idat)
     pixels = width * height
     limit = threshold * pixels
     nonblack = 0
-    offset = 0
+    done = 0
     for pass_width, pass_height in passes:
         stride = (pass_width * bits + 7) // 8
         prev = bytes(stride)
         for _row in range(pass_height):
-            kind = raw[offset]
-            line = raw[offset + 1:offset + 1 + stride]
-            offset += stride + 1
+            row = raw.take(stride + 1)
+            if row is None:
+                raise PngError("truncated PNG data (%d of %d bytes)" % (done, expected))
+            done += stride + 1
+            kind = row[0]
+            line = row[1:]
             prev = unfilter(kind, line, prev, counter.bpp)
             nonblack += counter.nonblack(prev, pass_width)
             if nonblack > limit:

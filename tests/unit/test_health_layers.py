@@ -199,10 +199,36 @@ def test_black_screen_falls_back_to_the_screenshot_endpoint(host):
     assert run(host.prober())["layers"][2]["details"]["screen"].startswith("GET /screenshot")
 
 
-def test_unreadable_screen_is_not_called_black(host):
+def test_an_unreadable_screen_fails_vm_boot_never_passes(host):
+    """Not checked is never healthy: a screen that cannot be read fails vm_boot (it used to pass)."""
     host.docker.screen = b"not a png"
     report = run(host.prober())
-    assert report["ready"] and report["layers"][2]["details"]["screen"].startswith("not checked")
+    assert report["ready"] and report["layers"][2]["details"]["screen"].startswith("GET /screenshot, 64x40"), \
+        "a screendump that is not a PNG falls back to /screenshot"
+    host.server.answer("/screenshot", 500, "boom")
+    report = run(host.prober())
+    assert_verdict(report, "vm_boot", codes.VM_BOOT, codes.RECOVERABLE)
+    assert report["message"].startswith("vm_boot: the screen could not be checked: qmp screendump: not a PNG")
+    assert "GET /screenshot answered 500" in report["message"] and "check_screen" in report["hint"]
+    host.server.hang("/screenshot")
+    host.docker.screen = None
+    started = time.monotonic()
+    report = run(host.prober(request_timeout=0.3))
+    assert time.monotonic() - started < 1.5 and report["failed_layer"] == "vm_boot", report["message"]
+    assert "could not be checked" in report["message"] and report["timed_out"] is False
+
+
+def test_a_screen_the_deadline_leaves_no_time_for_is_a_timed_out_failure(host):
+    """The last request before the deadline gets a usable timeout (the floor) or is not made."""
+    page = (200, "text/html", b"<html><title>noVNC</title></html>")
+    host.web.routes["/vnc.html"] = lambda handler: (time.sleep(3.3), page)[1]  # leaves < 1 s for the screen
+    started = time.monotonic()
+    report = run(host.prober(request_timeout=5.0), seconds=4.0)
+    assert time.monotonic() - started < 4.5
+    assert_verdict(report, "vm_boot", codes.VM_BOOT, codes.RECOVERABLE)
+    assert report["timed_out"] is True and report["layers"][-1]["details"].get("deadline_reached") is True, \
+        report["message"]
+    assert report["message"].startswith("vm_boot: the deadline ended before ") and "could be checked" in report["message"]
 
 
 # -- waa_server -------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
-from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import Deadline, layer_result, layers_to_run
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import (
+    Deadline, DeadlineReached, layer_result, layers_to_run,
+)
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import (
     CLOSED, DISABLED, HALF_OPEN, OPEN, Backoff, Breaker, default_state_dir, probe,
 )
@@ -74,8 +76,15 @@ def test_deadline_bounds_every_request_timeout():
     assert deadline.timeout(5) == 5
     clock.now = 8
     assert deadline.timeout(5) == 2
+    clock.now = 9.5
+    assert deadline.floor(5) == 1.0 and deadline.floor(0.3) == 0.3
+    with pytest.raises(DeadlineReached, match="the deadline ended before the screen could be checked"):
+        deadline.timeout(5, "the screen")  # 0.5 s left: less than the 1 s floor, not made
+    assert deadline.timeout(0.3) == 0.3
     clock.now = 11
-    assert deadline.expired() and deadline.timeout(5) == 0.05
+    with pytest.raises(DeadlineReached):
+        deadline.timeout(5)
+    assert Deadline(0.6, clock).floor(30) == 0.15, "a short deadline has a proportionally short floor"
 
 
 def test_wait_notices_readiness_within_one_capped_step():
@@ -204,7 +213,7 @@ def test_disabled_breaker_and_unwritable_state(tmp_path):
 
 def test_default_state_dir_prefers_var_lib_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setattr(
-        "ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait.STATE_DIRS",
+        "ansible_collections.openadapt.waa.plugins.module_utils.waa_health_breaker.STATE_DIRS",
         (str(tmp_path / "ro" / "health"), str(tmp_path / "home" / "health")))
     (tmp_path / "ro").mkdir(mode=0o500)
     (tmp_path / "home").mkdir()
