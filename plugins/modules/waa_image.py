@@ -14,8 +14,11 @@ version_added: "0.1.0"
 description:
   - Ensures the Windows Agent Arena image is present in the host's Docker engine, at a tag or
     pinned to a digest. Pulls only when the image is missing.
-  - While pulling, writes bytes and layers done to O(progress_file) so a second task (see
-    M(openadapt.waa.waa_image_progress)) can show progress while this one runs asynchronously.
+  - With O(background=true) (what the role uses) the pull runs in a detached worker process on
+    the host and the task returns at once; M(openadapt.waa.waa_image_progress) then reports its
+    progress, renews its lease, and returns the final result. The credentials reach the worker
+    through a pipe and live only in its memory; the worker stops the pull and exits when its lease
+    is not renewed (controller killed, run cancelled) or at O(pull_timeout).
   - Notices a stalled pull (no new bytes for O(stall_timeout) seconds), aborts that attempt and
     retries with exponential backoff; after O(retries) attempts on the primary registry it tries
     O(fallback_registry) (e.g. an Azure Container Registry mirror in the VM's region) and tags
@@ -46,11 +49,21 @@ options:
     type: str
     default: ""
   registry_username:
-    description: User for the registries (the same for primary and fallback).
+    description:
+      - User for the registry the image reference names (Docker Hub when it names none).
+      - Sent to that registry only, never to O(fallback_registry).
     type: str
     default: ""
   registry_password:
-    description: Password or token for the registries. Never logged.
+    description: Password or token of O(registry_username), for that registry only. Never logged.
+    type: str
+    default: ""
+  fallback_registry_username:
+    description: User for O(fallback_registry), sent to that registry only. Empty pulls from it anonymously.
+    type: str
+    default: ""
+  fallback_registry_password:
+    description: Password or token of O(fallback_registry_username), for O(fallback_registry) only. Never logged.
     type: str
     default: ""
   stall_timeout:
@@ -66,28 +79,60 @@ options:
     type: float
     default: 5
   progress_file:
-    description: File to write pull progress to (JSON), read by M(openadapt.waa.waa_image_progress).
+    description:
+      - File to write pull progress to (JSON), read by M(openadapt.waa.waa_image_progress).
+        Required with O(background=true); its lease lives next to it (C(<progress_file>.lease)).
     type: path
+  background:
+    description:
+      - Start the pull in a detached worker and return at once (C(started=true)); the result comes
+        from M(openadapt.waa.waa_image_progress). False pulls within this task.
+    type: bool
+    default: false
+  pull_timeout:
+    description: With O(background=true), hard cap of the whole pull in seconds (all attempts and registries).
+    type: int
+    default: 3600
+  first_poll_grace:
+    description:
+      - With O(background=true), seconds the worker waits for the first lease renewal before it
+        counts as abandoned. After that each M(openadapt.waa.waa_image_progress) call renews the
+        lease for its own O(openadapt.waa.waa_image_progress#module:lease) seconds.
+    type: int
+    default: 600
   docker_host:
     description: Path of the engine's Unix socket.
     type: path
     default: /var/run/docker.sock
 notes:
   - Supports check mode (reports that a pull would happen, pulls nothing).
-  - The registry password is declared C(no_log) and is sent only in the C(X-Registry-Auth) header.
+  - The passwords are C(no_log) and are sent only in the C(X-Registry-Auth) header of the pull
+    from their own registry. Run the task with pipelining (the role sets C(ansible_pipelining))
+    so that no module file holding them is ever written on the host.
 """
 
 EXAMPLES = r"""
-- name: Ensure the image, pulling with progress in the background
+- name: Start the pull in the background
   openadapt.waa.waa_image:
     name: windowsarena/winarena:latest
     fallback_registry: myacr.azurecr.io
-    registry_username: "{{ acr_user }}"
-    registry_password: "{{ acr_token }}"
+    fallback_registry_username: "{{ acr_user }}"
+    fallback_registry_password: "{{ acr_token }}"
     progress_file: /tmp/waa-pull.json
-  async: 3600
-  poll: 0
-  register: pull_job
+    background: true
+  vars:
+    ansible_pipelining: true
+  no_log: true
+  register: pull_start
+
+- name: Pull progress until done (fails with the pull's verdict)
+  openadapt.waa.waa_image_progress:
+    progress_file: /tmp/waa-pull.json
+  register: pull
+  until: pull.done | default(true) | bool
+  retries: 720
+  delay: 5
+  when: pull_start.started | default(false)
 """
 
 RETURN = r"""
@@ -95,6 +140,14 @@ present:
   description: Whether the image is present after the module ran (or already was, with O(check_only)).
   returned: always
   type: bool
+started:
+  description: With O(background=true), whether a pull worker was started (the image was missing).
+  returned: always
+  type: bool
+worker_pid:
+  description: The pull worker's process id on the host.
+  returned: when a worker was started
+  type: int
 image:
   description: The reference that was looked up (name or name@digest).
   returned: always
@@ -116,54 +169,27 @@ pull_progress:
   returned: when a pull ran
   type: dict
 exit_code:
-  description: 3 (image pull) on failure, as in waa-run's exit code table.
+  description: 3 (image pull) or 2 (engine) on failure, as in waa-run's exit code table.
   returned: on failure
   type: int
+waa_verdict:
+  description: The structured verdict of a failure (exit_code, exit_name, step, message, hint, ...).
+  returned: on failure
+  type: dict
 """
 
-import time
+import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.parse import quote
 
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_docker_api as docker_api
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_image_pull import (
-    PullError, PullProgress, backoff_delays, pull_once, registry_auth_header, registry_of, split_reference,
-    with_registry, write_progress,
+    PullError, inspect_image, lease_path, pull_sources, read_progress, run_pull, spawn_worker, stop_worker,
+    write_lease, write_progress,
 )
 
-
-def inspect_image(client, reference):
-    status, _headers, body = client.request("GET", "/images/%s/json" % quote(reference, safe=""), timeout=30)
-    if status == 404:
-        return None
-    if status != 200:
-        raise PullError("inspecting %s: engine answered %s %s" % (reference, status, body[:200]))
-    return docker_api.json_body(body)
-
-
-def pull_messages(client, reference, auth, stall_timeout):
-    repository, tag, digest = split_reference(reference)
-    query = {"fromImage": repository, "tag": digest or tag or "latest"}
-    headers = {"X-Registry-Auth": auth} if auth else None
-    try:
-        for message in client.stream_json("POST", "/images/create", query=query, headers=headers,
-                                          timeout=stall_timeout, idle_timeout=stall_timeout):
-            yield message
-    except docker_api.StreamIdle:
-        raise PullError("no data from the engine for %ds" % stall_timeout, stalled=True)
-    except docker_api.DockerAPIError as err:
-        raise PullError(str(err))
-
-
-def tag_image(client, source_ref, target_ref):
-    repository, tag, _digest = split_reference(target_ref)
-    status, _h, body = client.request(
-        "POST", "/images/%s/tag" % quote(source_ref, safe=""),
-        query={"repo": repository, "tag": tag or "latest"}, timeout=30)
-    if status not in (200, 201):
-        raise PullError("tagging %s as %s: %s %s" % (source_ref, target_ref, status, body[:200]))
+STEP = "winarena_image"
 
 
 def main():
@@ -176,77 +202,85 @@ def main():
             fallback_registry=dict(type="str", default=""),
             registry_username=dict(type="str", default=""),
             registry_password=dict(type="str", default="", no_log=True),
+            fallback_registry_username=dict(type="str", default=""),
+            fallback_registry_password=dict(type="str", default="", no_log=True),
             stall_timeout=dict(type="int", default=120),
             retries=dict(type="int", default=3),
             backoff_initial=dict(type="float", default=5),
             progress_file=dict(type="path"),
+            background=dict(type="bool", default=False),
+            pull_timeout=dict(type="int", default=3600),
+            first_poll_grace=dict(type="int", default=600),
             docker_host=dict(type="path", default="/var/run/docker.sock"),
         ),
+        required_if=[("background", True, ("progress_file",))],
         supports_check_mode=True,
     )
     p = module.params
     reference = p["name"] + ("@" + p["digest"] if p["digest"] else "")
     client = docker_api.DockerClient(p["docker_host"])
-    result = dict(changed=False, image=reference, source="local", pull_attempts=0, present=False)
+    result = dict(changed=False, image=reference, source="local", pull_attempts=0, present=False, started=False)
 
-    def fail(message, **extra):
+    def fail(code, message, **extra):
         result.update(extra)
-        module.fail_json(msg="image %s: %s" % (reference, message), exit_code=codes.IMAGE_PULL,
-                         hint=codes.describe(codes.IMAGE_PULL).hint, **result)
+        text = "image %s: %s" % (reference, message)
+        module.fail_json(msg=text, exit_code=codes.code_of(code), hint=codes.describe(codes.code_of(code)).hint,
+                         waa_verdict=codes.verdict(code, text, step=STEP), **result)
 
     try:
         found = inspect_image(client, reference)
-    except (PullError, docker_api.DockerUnavailable) as err:
-        module.fail_json(msg="the Docker engine does not answer at %s: %s" % (p["docker_host"], err),
-                         exit_code=codes.DOCKER_DAEMON, hint=codes.describe(codes.DOCKER_DAEMON).hint, **result)
+    except (PullError, docker_api.DockerUnavailable, docker_api.DockerAPIError, ValueError) as err:
+        fail("docker_daemon", "the Docker engine does not answer at %s: %s" % (p["docker_host"], err))
     if found:
         result.update(present=True, image_id=found.get("Id"))
         write_progress(p["progress_file"], {"image": reference, "done": True, "failed": None, "status": "present",
                                             "bytes_done": 0, "bytes_total": 0, "layers_done": 0,
-                                            "layers_total": 0, "attempt": 0, "source": "local"})
+                                            "layers_total": 0, "attempt": 0, "source": "local", "present": True,
+                                            "image_id": found.get("Id"), "pull_attempts": 0, "changed": False})
         module.exit_json(**result)
     if p["check_only"]:
         module.exit_json(**result)
     if p["pull"] == "never":
-        fail("not present and pulling is off (waa_image_pull: false); load or pull it first")
+        fail("image_pull", "not present and pulling is off (waa_image_pull: false); load or pull it first")
     if module.check_mode:
         result.update(changed=True)
         module.exit_json(**result)
 
-    sources = [reference]
-    if p["fallback_registry"]:
-        sources.append(with_registry(reference, p["fallback_registry"]))
-    errors = []
-    last_snapshot = None
-    for source in sources:
-        auth = registry_auth_header(p["registry_username"], p["registry_password"], registry_of(split_reference(source)[0]))
-        delays = backoff_delays(p["backoff_initial"], 2.0, 60.0)
-        for attempt in range(1, p["retries"] + 1):
-            result["pull_attempts"] += 1
-            progress = PullProgress(reference, source, result["pull_attempts"])
-            try:
-                pull_once(pull_messages(client, source, auth, p["stall_timeout"]), progress, p["stall_timeout"],
-                          lambda snap: write_progress(p["progress_file"], snap))
-                if not inspect_image(client, source):
-                    raise PullError("the engine finished the pull but has no image %s" % source)
-                if source != reference:
-                    tag_image(client, source, p["name"])
-                last_snapshot = progress.snapshot(done=True)
-                write_progress(p["progress_file"], last_snapshot)
-                found = inspect_image(client, reference) or inspect_image(client, source)
-                result.update(changed=True, present=True, source=source, pull_progress=last_snapshot,
-                              image_id=(found or {}).get("Id"))
-                module.exit_json(**result)
-            except (PullError, docker_api.DockerUnavailable) as err:
-                stalled = getattr(err, "stalled", False)
-                errors.append("%s attempt %d: %s%s" % (source, attempt, "stalled, " if stalled else "", err))
-                last_snapshot = progress.snapshot(failed=str(err))
-                write_progress(p["progress_file"], last_snapshot)
-                if attempt < p["retries"]:
-                    time.sleep(next(delays))
-    write_progress(p["progress_file"], dict(last_snapshot or {}, done=True, failed=errors[-1] if errors else "failed"))
-    fail("pull failed after %d attempts: %s" % (result["pull_attempts"], " | ".join(errors[-3:])),
-         pull_progress=last_snapshot, errors=errors)
+    job = {
+        "image": reference, "name": p["name"], "stall_timeout": p["stall_timeout"], "retries": p["retries"],
+        "backoff_initial": p["backoff_initial"], "docker_host": p["docker_host"], "timeout": p["pull_timeout"],
+        "sources": pull_sources(reference, p["registry_username"], p["registry_password"], p["fallback_registry"],
+                                p["fallback_registry_username"], p["fallback_registry_password"]),
+    }
+    if p["background"]:
+        progress_file = p["progress_file"]
+        # A worker of an earlier, abandoned run of this pull (the host lock keeps live runs apart).
+        stop_worker(read_progress(progress_file))
+        job.update(progress_file=progress_file, lease_file=lease_path(progress_file))
+        try:
+            os_remove(progress_file)
+            write_lease(job["lease_file"], max(p["first_poll_grace"], 1))
+            first = spawn_worker(job)
+        except (PullError, IOError, OSError) as err:
+            fail("image_pull", "could not start the pull: %s" % err)
+        result.update(started=True, worker_pid=first.get("worker_pid"), pull_progress=first)
+        module.exit_json(**result)
+
+    final = run_pull(job, client, lambda snapshot: write_progress(p["progress_file"], snapshot))
+    job.clear()
+    write_progress(p["progress_file"], final)
+    result.update(pull_attempts=final.get("pull_attempts", 0), pull_progress=final, errors=final.get("errors", []))
+    if not final.get("present"):
+        fail("image_pull", final.get("failed") or "the pull failed")
+    result.update(changed=True, present=True, source=final.get("source"), image_id=final.get("image_id"))
+    module.exit_json(**result)
+
+
+def os_remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ class Run:
                 and task_fragment in e["event_data"].get("task", "")]
 
     def final(self) -> dict:
-        return [r for r in self.results("Collect the pull result") if r.get("finished")][-1]
+        """The pull's result: the last report of the progress task (the detached worker's result)."""
+        return [r for r in self.results("Pull progress") if r.get("done")][-1]
 
     def changed(self) -> int:
         return sum(1 for e in self.events if e.get("event") == "runner_on_ok" and e["event_data"]["res"].get("changed"))
@@ -155,7 +156,7 @@ def test_pulls_when_missing_with_progress_and_not_again(registry, tmp_path):
     last = progress[-1]
     assert last["done"] and last["failed"] is None and last["source"] == image
     assert last["layers_total"] >= 1 and last["bytes_total"] > 8_000_000 and last["bytes_done"] == last["bytes_total"]
-    assert run.final()["changed"] and run.final()["pull_attempts"] == 1
+    assert run.final()["changed"] and run.final()["pull_attempts"] == 1 and run.final()["present"]
 
     again = run_role(tmp_path, waa_image=image)
     assert again.rc == 0 and again.changed() == 0, again.stdout[-3000:]
