@@ -1,5 +1,6 @@
-"""The state directory: the per-target lock (busy, wait with a deadline, no stale locks) and the
-rotation of run directories; and where the collection is found (clone or installed wheel)."""
+"""The state directory: the per-host lock (busy, wait with a deadline, no stale locks, keyed by
+what it protects whatever the limit spelling or state directory) and the rotation of run
+directories; and where the collection is found (clone or installed wheel)."""
 from __future__ import annotations
 
 import os
@@ -22,6 +23,13 @@ with state.target_lock(Path({root!r}), 'k', 'waa-run up'):
     print('held', flush=True)
     time.sleep(float(sys.argv[1]))
 """
+
+
+@pytest.fixture(autouse=True)
+def private_lock_dir(tmp_path, monkeypatch):
+    """Each test its own lock directory (the real one, /run/lock/openadapt-waa, is the machine's)."""
+    monkeypatch.setenv("WAA_LOCK_DIR", str(tmp_path / "locks"))
+    return tmp_path / "locks"
 
 
 def hold_lock(root: Path, seconds: float) -> subprocess.Popen:
@@ -81,9 +89,69 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         pass
 
 
-def test_lock_keys_follow_inventory_and_limit():
+def test_unresolvable_inventories_are_keyed_by_inventory_and_limit(tmp_path):
     assert state.lock_key("/i.yml", None) == state.lock_key("/i.yml", "")
     assert len({state.lock_key("/i.yml", None), state.lock_key("/i.yml", "a"), state.lock_key("/j.yml", None)}) == 3
+    cloud = tmp_path / "fleet.azure_rm.yml"
+    cloud.write_text("plugin: azure.azcollection.azure_rm\n")
+    assert state.resolve_targets(str(cloud), None) is None  # resolving would call Azure
+
+
+def test_the_lock_is_keyed_by_the_host_container_not_by_the_limit_spelling(tmp_path):
+    local = str(collection.local_inventory())
+    assert state.resolve_targets(local, None) == ["local/winarena"]
+    assert state.lock_key(local, None) == state.lock_key(local, "localhost") == state.lock_key(local, "waa") \
+        == state.lock_key(local, "waa:&localhost")
+    fleet = tmp_path / "fleet.yml"
+    fleet.write_text("waa:\n  hosts:\n    a: {ansible_host: 127.0.1.5}\n    a-again: {ansible_host: 127.0.1.5}\n"
+                     "    b: {ansible_host: 127.0.1.6, waa_container_name: other}\n"
+                     "    me: {ansible_connection: local}\n")
+    inventory = str(fleet)
+    assert state.resolve_targets(inventory, "a") == state.resolve_targets(inventory, "a-again") == \
+        ["ssh:127.0.1.5:22/winarena"]
+    assert state.resolve_targets(inventory, "b") == ["ssh:127.0.1.6:22/other"]
+    assert state.lock_key(inventory, "me") == state.lock_key(local, None)  # this machine, under any name
+    # overlapping host sets share a part of their key, disjoint ones share none
+    both = set(state.lock_key(inventory, "a,b").split("+"))
+    assert set(state.lock_key(inventory, "a").split("+")) <= both
+    assert not set(state.lock_key(inventory, "b").split("+")) & set(state.lock_key(inventory, "a").split("+"))
+
+
+def test_overlapping_runs_collide_and_disjoint_runs_do_not(tmp_path):
+    holder = hold_lock(tmp_path, 30)  # holds part "k"
+    try:
+        with pytest.raises(state.Busy, match=f"pid {holder.pid}"):
+            with state.target_lock(tmp_path, "j+k", "overlapping"):
+                pass
+        with state.target_lock(tmp_path, "i+j", "disjoint"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_runs_with_different_state_dirs_share_the_lock(tmp_path):
+    holder = hold_lock(tmp_path / "state-a", 30)
+    try:
+        with pytest.raises(state.Busy, match=f"pid {holder.pid}"):
+            with state.target_lock(tmp_path / "state-b", "k", "another state dir"):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_dir_falls_back_when_run_lock_is_not_writable(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAA_LOCK_DIR", str(tmp_path / "chosen"))
+    assert state.lock_dir() == tmp_path / "chosen"
+    monkeypatch.delenv("WAA_LOCK_DIR")
+    assert state.lock_dir().is_dir()
+
+
+def test_the_owner_record_for_the_host_lock_names_this_process():
+    owner = state.lock_owner("waa-run up", run_id="r1")
+    assert owner["run_id"] == "r1" and owner["pid"] == os.getpid() and owner["what"] == "waa-run up"
+    assert owner["boot_id"] and owner["pidns"].startswith("pid:")
 
 
 def test_rotation_keeps_the_newest_and_only_touches_run_directories(tmp_path):
@@ -154,7 +222,6 @@ def test_a_clone_without_its_collections_link_gets_one_in_the_state_dir(tmp_path
 def test_exit_codes_load_the_collections_table_by_path():
     from waa_runner import exit_codes
 
-    assert exit_codes.EXIT_CODES[64].name == "usage" and exit_codes.role_code("openadapt.waa.winarena_image") == 3
-    assert exit_codes.role_code("winarena_image") == 3 and exit_codes.role_code(None) == exit_codes.UNKNOWN
+    assert exit_codes.EXIT_CODES[64].name == "usage" and exit_codes.name(12) == "busy"
     assert os.path.samefile(exit_codes._table.__file__,
                             REPO / "plugins" / "module_utils" / "waa_exit_codes.py")
