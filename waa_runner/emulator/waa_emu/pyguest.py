@@ -1,0 +1,299 @@
+"""The guest's Python, as far as the snippets of WAA's and openadapt-evals' clients use it: the
+values of platform, pyautogui, pygetwindow, os, os.path, open(), subprocess, ctypes' screen metrics,
+win32gui, pyperclip, json. Only names in these tables can be called; everything else is UNKNOWN."""
+from __future__ import annotations
+
+import json
+import ntpath
+import subprocess
+import time
+from collections import namedtuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .config import SCREEN_H, SCREEN_W
+from .desktop import HOME, HOSTNAME, OS_VERSION, PYTHON_VERSION, USER, WINDOWS
+from .guest_files import ENV, expand, normalize
+
+if TYPE_CHECKING:
+    from .pysnippet import Interpreter
+
+UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>", "__bool__": lambda self: False})()
+Point = namedtuple("Point", "x y")  # pyautogui's own types: str() prints Point(x=720, y=450)
+Size = namedtuple("Size", "width height")
+StatResult = namedtuple("StatResult", "st_mode st_size st_mtime st_file_attributes")
+STR_METHODS = frozenset(("startswith", "endswith", "strip", "lstrip", "rstrip", "lower", "upper", "split",
+                         "splitlines", "replace", "join", "find", "count", "title", "encode", "decode"))
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A module, function or constant of the guest, by its dotted name (`os.path.exists`)."""
+    name: str
+
+
+class GuestException(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.lineno = kind, message, 0
+
+
+def not_found(path: str) -> GuestException:
+    return GuestException("FileNotFoundError", f"[WinError 2] The system cannot find the file specified: {path!r}")
+
+
+@dataclass
+class GuestWindow:  # pygetwindow.Win32Window
+    title: str
+    left: int
+    top: int
+    width: int
+    height: int
+    isActive: bool = False
+    isMinimized: bool = False
+    isMaximized: bool = False
+
+    def __repr__(self) -> str:
+        return (f'<Win32Window left="{self.left}", top="{self.top}", width="{self.width}", '
+                f'height="{self.height}", title="{self.title}">')
+
+
+@dataclass
+class GuestFile:
+    path: str
+    mode: str
+    data: bytes = b""
+    written: list[bytes] = field(default_factory=list)
+
+
+def windows() -> list[GuestWindow]:
+    return [GuestWindow(w.title, w.rect[0], w.rect[1], w.rect[2] - w.rect[0], w.rect[3] - w.rect[1], w.active)
+            for w in WINDOWS]
+
+
+CONSTANTS: dict[str, Any] = {
+    "os.name": "nt", "os.sep": "\\", "os.linesep": "\r\n", "sys.platform": "win32", "os.environ": dict(ENV),
+    "sys.version": f"{PYTHON_VERSION} (tags/v{PYTHON_VERSION}:6de2ca5, May 17 2022, 16:36:42) [MSC v.1929 64 bit "
+                   "(AMD64)]", "sys.executable": r"C:\Users\Docker\AppData\Local\Programs\Python\Python39\python.exe",
+    "pyautogui.FAILSAFE": True, "pyautogui.PAUSE": 0.1, "string.ascii_letters": "abcdefghijklmnopqrstuvwxyz"
+                                                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+}
+
+
+def _move(it: "Interpreter", args: list[Any], kwargs: dict[str, Any], relative: bool = False) -> None:
+    x = kwargs.get("x", kwargs.get("xOffset", args[0] if args else None))
+    y = kwargs.get("y", kwargs.get("yOffset", args[1] if len(args) > 1 else None))
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        x, y = x
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+        cx, cy = it.state.desktop.cursor
+        it.state.desktop.move_cursor(int(cx + x) if relative else int(x), int(cy + y) if relative else int(y))
+
+
+def _exists(it: "Interpreter", path: Any) -> bool:
+    return isinstance(path, str) and it.state.files.exists(path)
+
+
+def _stat(it: "Interpreter", path: Any) -> StatResult:
+    if not isinstance(path, str) or not it.state.files.exists(path):
+        raise not_found(str(path))
+    if it.state.files.is_dir(path):
+        return StatResult(16895, 0, 0.0, 16)
+    return StatResult(33206, len(it.state.files.read(path)), time.time(), 32)
+
+
+def _listdir(it: "Interpreter", path: Any = ".") -> list[str]:
+    try:
+        return it.state.files.listdir(str(path))
+    except OSError:
+        raise GuestException("FileNotFoundError", f"[WinError 3] The system cannot find the path specified: "
+                                                  f"{path!r}") from None
+
+
+def _remove(it: "Interpreter", path: Any) -> None:
+    try:
+        it.state.files.remove(str(path))
+    except OSError:
+        raise not_found(str(path)) from None
+
+
+def _open(it: "Interpreter", path: Any, mode: Any = "r", *args: Any, **kwargs: Any) -> GuestFile:
+    if not isinstance(path, str) or not isinstance(mode, str):
+        raise GuestException("TypeError", "expected str, bytes or os.PathLike object")
+    if "r" in mode and "+" not in mode:
+        try:
+            return GuestFile(normalize(path), mode, it.state.files.read(path))
+        except OSError:
+            raise GuestException("FileNotFoundError", f"[Errno 2] No such file or directory: {path!r}") from None
+    if not it.state.files.is_dir(ntpath.dirname(normalize(path))):
+        raise GuestException("FileNotFoundError", f"[Errno 2] No such file or directory: {path!r}")
+    data = it.state.files.read(path) if "a" in mode and it.state.files.is_file(path) else b""
+    handle = GuestFile(normalize(path), mode, data)
+    it.names.setdefault("__open_files__", []).append(handle)
+    return handle
+
+
+def flush_files(it: "Interpreter") -> None:
+    for handle in it.names.get("__open_files__", []):
+        if handle.written or "w" in handle.mode:
+            it.state.files.write(handle.path, handle.data + b"".join(handle.written))
+
+
+def _run(it: "Interpreter", args: Any, *rest: Any, **kwargs: Any) -> Any:
+    from .execute import run_argv, run_cmd
+
+    if isinstance(args, str):
+        out, err, code = run_cmd(it.state, args) if kwargs.get("shell") else run_argv(it.state, [args])
+    elif isinstance(args, list) and args and all(isinstance(a, str) for a in args):
+        out, err, code = run_cmd(it.state, subprocess.list2cmdline(args)) if kwargs.get("shell") \
+            else run_argv(it.state, args)
+    else:
+        return UNKNOWN
+    captured = kwargs.get("capture_output") or kwargs.get("stdout") is not None
+    if not captured:
+        it.out.append(out)
+        it.err.append(err)
+    if kwargs.get("check") and code:
+        raise GuestException("subprocess.CalledProcessError",
+                             f"Command '{args}' returned non-zero exit status {code}.")
+    as_text = kwargs.get("text") or kwargs.get("universal_newlines") or kwargs.get("encoding")
+    wrap: Callable[[str], Any] = (lambda s: s) if as_text else (lambda s: s.replace("\n", "\r\n").encode())
+    return subprocess.CompletedProcess(args, code, wrap(out) if captured else None, wrap(err) if captured else None)
+
+
+def _print(it: "Interpreter", *args: Any, **kwargs: Any) -> None:
+    if any(a is UNKNOWN for a in args):
+        return  # print() of something the emulator does not model prints nothing: docs/emulator.md
+    target = it.err if kwargs.get("file") == Ref("sys.stderr") else it.out
+    target.append(str(kwargs.get("sep", " ")).join(str(a) for a in args) + str(kwargs.get("end", "\n")))
+
+
+def _exit(it: "Interpreter", code: Any = 0) -> None:
+    from .pysnippet import Exit
+
+    raise Exit(code if isinstance(code, int) else 1)
+
+
+def _clip_copy(it: "Interpreter", value: Any) -> None:
+    it.state.desktop.clipboard = str(value)
+
+
+MOVES = {"moveTo": False, "dragTo": False, "click": False, "doubleClick": False, "rightClick": False,
+         "middleClick": False, "tripleClick": False, "mouseDown": False, "mouseUp": False, "moveRel": True,
+         "move": True, "dragRel": True, "drag": True}
+F = Callable[..., Any]
+FUNCTIONS: dict[str, F] = {
+    "print": _print, "open": _open, "sys.exit": _exit, "exit": _exit, "quit": _exit,
+    "platform.system": lambda it: "Windows", "platform.release": lambda it: "10",
+    "platform.version": lambda it: OS_VERSION, "platform.platform": lambda it: f"Windows-10-{OS_VERSION}-SP0",
+    "platform.machine": lambda it: "AMD64", "platform.node": lambda it: HOSTNAME,
+    "platform.python_version": lambda it: PYTHON_VERSION, "platform.architecture": lambda it: ("64bit", "WindowsPE"),
+    "socket.gethostname": lambda it: HOSTNAME, "getpass.getuser": lambda it: USER, "os.getlogin": lambda it: USER,
+    "pyautogui.position": lambda it: Point(*it.state.desktop.cursor),
+    "pyautogui.size": lambda it: Size(SCREEN_W, SCREEN_H),
+    "pyautogui.onScreen": lambda it, x, y=None: 0 <= x < SCREEN_W and 0 <= (y or 0) < SCREEN_H,
+    "pyautogui.getActiveWindowTitle": lambda it: it.state.desktop.active_window().title,
+    "pygetwindow.getActiveWindowTitle": lambda it: it.state.desktop.active_window().title,
+    "pyautogui.getAllTitles": lambda it: it.state.desktop.titles(),
+    "pygetwindow.getAllTitles": lambda it: it.state.desktop.titles(),
+    "pygetwindow.getAllWindows": lambda it: windows(), "pyautogui.getAllWindows": lambda it: windows(),
+    "pygetwindow.getActiveWindow": lambda it: next(w for w in windows() if w.isActive),
+    "pygetwindow.getWindowsWithTitle": lambda it, t: [w for w in windows() if str(t).upper() in w.title.upper()],
+    "ctypes.windll.user32.GetSystemMetrics": lambda it, i: {0: SCREEN_W, 1: SCREEN_H}.get(i, 0),
+    "win32gui.GetForegroundWindow": lambda it: 65814,
+    "win32gui.GetWindowText": lambda it, hwnd: it.state.desktop.active_window().title,
+    "win32gui.GetWindowRect": lambda it, hwnd: it.state.desktop.active_window().rect,
+    "pyperclip.paste": lambda it: it.state.desktop.clipboard or "", "pyperclip.copy": _clip_copy,
+    "time.sleep": lambda it, s=0: None, "time.time": lambda it: time.time(),
+    "os.getcwd": lambda it: HOME, "os.listdir": _listdir, "os.remove": _remove, "os.unlink": _remove,
+    "os.makedirs": lambda it, p, *a, **k: it.state.files.make_dirs(str(p)),
+    "os.mkdir": lambda it, p, *a, **k: it.state.files.make_dirs(str(p)), "os.stat": _stat,
+    "os.getenv": lambda it, k, d=None: ENV.get(str(k).lower(), d), "os.startfile": lambda it, *a: None,
+    "os.environ.get": lambda it, k, d=None: ENV.get(str(k).lower(), d),
+    "os.path.exists": _exists, "os.path.isfile": lambda it, p: isinstance(p, str) and it.state.files.is_file(p),
+    "os.path.isdir": lambda it, p: isinstance(p, str) and it.state.files.is_dir(p),
+    "os.path.getsize": lambda it, p: _stat(it, p).st_size, "os.path.getmtime": lambda it, p: _stat(it, p).st_mtime,
+    "os.path.basename": lambda it, p: ntpath.basename(p), "os.path.dirname": lambda it, p: ntpath.dirname(p),
+    "os.path.join": lambda it, *p: ntpath.join(*p), "os.path.abspath": lambda it, p: normalize(p),
+    "os.path.normpath": lambda it, p: ntpath.normpath(p), "os.path.splitext": lambda it, p: ntpath.splitext(p),
+    "os.path.expanduser": lambda it, p: expand(p) if str(p).startswith("~") else p,
+    "os.path.expandvars": lambda it, p: expand(p), "subprocess.run": _run, "subprocess.call":
+        lambda it, *a, **k: _run(it, *a, **k).returncode,
+    "subprocess.check_output": lambda it, *a, **k: _run(it, *a, **{**k, "capture_output": True, "check": True}).stdout,
+    "json.dumps": lambda it, v, **k: json.dumps(v, **{x: y for x, y in k.items() if x in ("indent", "sort_keys")}),
+    "json.loads": lambda it, s: json.loads(s),
+    "str": lambda it, v="": str(v), "int": lambda it, v=0, *b: int(v, *b), "float": lambda it, v=0.0: float(v),
+    "bool": lambda it, v=False: bool(v), "len": lambda it, v: len(v), "repr": lambda it, v: repr(v),
+    "list": lambda it, v=(): list(v), "sorted": lambda it, v, **k: sorted(v, reverse=bool(k.get("reverse"))),
+    "min": lambda it, *v: min(*v), "max": lambda it, *v: max(*v), "abs": lambda it, v: abs(v),
+    "round": lambda it, v, n=None: round(v, n), "any": lambda it, v: any(v), "all": lambda it, v: all(v),
+}
+BUILTINS = {name: Ref(name) for name in ("print", "open", "exit", "quit", "str", "int", "float", "bool", "len",
+                                         "repr", "list", "sorted", "min", "max", "abs", "round", "any", "all")}
+
+
+def attribute(it: "Interpreter", value: Any, name: str) -> Any:
+    if isinstance(value, Ref):
+        full = f"{value.name}.{name}"
+        return CONSTANTS.get(full, Ref(full))
+    if isinstance(value, str) and name in STR_METHODS:
+        return getattr(value, name)
+    if isinstance(value, GuestFile) and name in ("read", "readlines", "write", "close", "__enter__"):
+        return Ref(f"file.{name}").name, value
+    if isinstance(value, (tuple, GuestWindow, subprocess.CompletedProcess)) and not name.startswith("_"):
+        return getattr(value, name, UNKNOWN)
+    return UNKNOWN
+
+
+def call(it: "Interpreter", func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if UNKNOWN in args or func is UNKNOWN:
+        return UNKNOWN
+    if isinstance(func, tuple) and len(func) == 2 and isinstance(func[1], GuestFile):
+        return _file_method(func[0], func[1], args)
+    if callable(func) and getattr(func, "__self__", None).__class__ is str:  # a whitelisted str method
+        try:
+            return func(*args, **kwargs)
+        except (TypeError, ValueError):
+            return UNKNOWN
+    if not isinstance(func, Ref):
+        return UNKNOWN
+    name = func.name
+    if name.startswith(("pyautogui.", "pydirectinput.")) and name.split(".")[-1] in MOVES:
+        _move(it, args, kwargs, relative=MOVES[name.split(".")[-1]])
+        return None
+    handler = FUNCTIONS.get(name)
+    if handler is None:
+        return None if name.startswith("pyautogui.") else UNKNOWN  # press, write, hotkey, scroll: no output
+    try:
+        return handler(it, *args, **kwargs)
+    except TypeError as err:
+        raise GuestException("TypeError", str(err)) from None
+
+
+def _file_method(method: str, handle: GuestFile, args: list[Any]) -> Any:
+    if method == "file.read":
+        return handle.data if "b" in handle.mode else handle.data.decode("utf-8", "replace").replace("\r\n", "\n")
+    if method == "file.readlines":
+        return handle.data.decode("utf-8", "replace").replace("\r\n", "\n").splitlines(keepends=True)
+    if method == "file.write" and args:
+        data = args[0] if isinstance(args[0], bytes) else str(args[0]).replace("\n", "\r\n").encode()
+        handle.written.append(data)
+        return len(args[0])
+    return handle if method == "file.__enter__" else None
+
+
+def set_attribute(it: "Interpreter", target: Any, name: str, value: Any) -> None:
+    """`pyautogui.FAILSAFE = False` and the like: accepted, nothing to change."""
+
+
+def subscript(value: Any, index: Any) -> Any:
+    if value is UNKNOWN or index is UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, dict) and value is CONSTANTS["os.environ"] and isinstance(index, str):
+        if index.lower() not in value:
+            raise GuestException("KeyError", repr(index.upper()))
+        return value[index.lower()]
+    try:
+        return value[index] if isinstance(value, (list, tuple, str, dict, bytes)) else UNKNOWN
+    except (IndexError, KeyError, TypeError) as err:
+        raise GuestException(type(err).__name__, str(err)) from None
