@@ -15,6 +15,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+# What the ensure_* functions report progress to (print, or a ProgressEvent sender).
+Log = Callable[[str], object]
 
 CONTENT_LABEL = "io.openadapt.waa.content-hash"
 BASE_IMAGE = "waa-base:bookworm"
@@ -80,7 +84,7 @@ def hash_context(context: Path, *extra: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def ensure_base(log=print) -> BuildOutcome:
+def ensure_base(log: Log = print) -> BuildOutcome:
     wanted = hashlib.sha256(
         f"{_DEBOOTSTRAP_SUITE}|{_DEBOOTSTRAP_INCLUDE}|{_DEBOOTSTRAP_MIRROR}|v1".encode()
     ).hexdigest()[:16]
@@ -108,7 +112,8 @@ def ensure_base(log=print) -> BuildOutcome:
     return BuildOutcome(BASE_IMAGE, True, wanted)
 
 
-def ensure_from_context(image: str, context: Path, log=print, parent=None) -> BuildOutcome:
+def ensure_from_context(image: str, context: Path, log: Log = print,
+                        parent: Callable[[Log], BuildOutcome] | None = None) -> BuildOutcome:
     """Build `image` from a Dockerfile context on top of its parent image, unless nothing changed.
 
     `parent` ensures the image the Dockerfile starts FROM (the base image by default); its id is
@@ -128,17 +133,17 @@ def ensure_from_context(image: str, context: Path, log=print, parent=None) -> Bu
     return BuildOutcome(image, True, wanted)
 
 
-def ensure_emulator(log=print) -> BuildOutcome:
+def ensure_emulator(log: Log = print) -> BuildOutcome:
     return ensure_from_context(EMULATOR_IMAGE, EMULATOR_CONTEXT, log)
 
 
-def ensure_testhost(log=print) -> BuildOutcome:
+def ensure_testhost(log: Log = print) -> BuildOutcome:
     if not TESTHOST_CONTEXT.is_dir():
         raise ImageBuildError("the test host image is built only from a source checkout (tests/images/testhost)")
     return ensure_from_context(TESTHOST_IMAGE, TESTHOST_CONTEXT, log)
 
 
-def ensure_fleethost(log=print) -> BuildOutcome:
+def ensure_fleethost(log: Log = print) -> BuildOutcome:
     """The test host with the engine preinstalled: fleets of 10-20 hosts skip 20 apt installs."""
     if not FLEETHOST_CONTEXT.is_dir():
         raise ImageBuildError("the fleet host image is built only from a source checkout (tests/images/fleethost)")
@@ -149,7 +154,7 @@ REGISTRY_IMAGE = "waa-registry:latest"
 REGISTRY_CONTEXT = _PACKAGE_DIR.parent / "tests" / "images" / "registry"
 
 
-def ensure_registry(log=print) -> BuildOutcome:
+def ensure_registry(log: Log = print) -> BuildOutcome:
     """A real registry (Debian's docker-registry) for pull tests."""
     if not REGISTRY_CONTEXT.is_dir():
         raise ImageBuildError("the registry image is built only from a source checkout (tests/images/registry)")

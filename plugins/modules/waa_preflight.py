@@ -24,7 +24,7 @@ description:
   - Never changes the host. Returns every check with its verdict and, for each failure, one line
     saying what to do.
 author:
-  - openadapt.waa contributors
+  - openadapt.waa contributors (@openadapt)
 options:
   ram_size:
     description: The RAM_SIZE the container will be given, like C(8G).
