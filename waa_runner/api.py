@@ -61,7 +61,7 @@ class UsageError(ValueError):
 def _number(name: str, value: Any, *, minimum: float, integer: bool = False, inclusive: bool = True,
             maximum: float | None = None) -> None:
     kinds = (int,) if integer else (int, float)
-    bad = isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and math.isnan(value))
+    bad = isinstance(value, bool) or not isinstance(value, kinds) or (isinstance(value, float) and not math.isfinite(value))
     if not bad:
         bad = value < minimum if inclusive else value <= minimum
         bad = bad or (maximum is not None and value > maximum)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -75,6 +76,8 @@ def _number(kind: type, *, minimum: float, inclusive: bool, maximum: float | Non
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if (value < minimum if inclusive else value <= minimum) or (maximum is not None and value > maximum):
             low = f"{'at least' if inclusive else 'greater than'} {minimum:g}"
             high = f" and at most {maximum:g}" if maximum is not None else ""

@@ -15,8 +15,10 @@ _table = load_module_util("waa_exit_codes")
 ExitCode = _table.ExitCode
 EXIT_CODES: dict = _table.EXIT_CODES
 LAYER_EXIT_CODES: dict[str, int] = _table.LAYER_EXIT_CODES
-ROLE_EXIT_CODES: dict[str, int] = _table.ROLE_EXIT_CODES
 describe = _table.describe
+verdict = _table.verdict
+code_of = _table.code_of
+VERDICT_KEY: str = _table.VERDICT_KEY
 
 READY: int = _table.READY
 PREFLIGHT: int = _table.PREFLIGHT
@@ -43,13 +45,6 @@ def name(code: int) -> str:
 
 def hint(code: int) -> str:
     return describe(code).hint
-
-
-def role_code(role: str | None) -> int:
-    """The code of a failed task in `role` ('openadapt.waa.winarena_image' or 'winarena_image')."""
-    if not role:
-        return UNKNOWN
-    return ROLE_EXIT_CODES.get(role.rsplit(".", 1)[-1], UNKNOWN)
 
 
 def overall(codes: Iterable[int]) -> int:

@@ -109,17 +109,6 @@ LAYER_EXIT_CODES = {
     "accessibility": ACCESSIBILITY,
 }
 
-# Role -> exit code when a task of that role fails (the probe's own result overrides this).
-ROLE_EXIT_CODES = {
-    "nested_virt_check": PREFLIGHT,
-    "docker_daemon": DOCKER_DAEMON,
-    "winarena_image": IMAGE_PULL,
-    "winarena_container": CONTAINER,
-    "waa_health": UNKNOWN,
-    # not a role: the tasks of playbooks/tasks/azure_power.yml (start / deallocate on the controller)
-    "azure": AZURE,
-}
-
 # How a failure may be handled: what the caller (role, wrapper, human) can do about it.
 PERMANENT = "permanent"  # waiting will not help; needs a role run or a human
 RECOVERABLE = "recoverable"  # one bounded recovery (start / restart / recreate) may help
