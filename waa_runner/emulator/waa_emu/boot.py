@@ -29,7 +29,7 @@ def start_qemu(state: State) -> None:
     ]
     machine.start_qemu()
     if machine.networking:
-        start_forward(state)
+        start_forward(state, None if settings.forward_addrs is None else list(settings.forward_addrs))
 
 
 def start_vm(state: State, net_admin: Callable[[], bool] = has_net_admin) -> None:

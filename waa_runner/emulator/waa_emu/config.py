@@ -79,6 +79,7 @@ class Settings:
     bind_addr: str = "0.0.0.0"  # the container's ports (8006, 3389, 7200, 7100)
     ports: Mapping[str, int] = field(default_factory=lambda: PORTS)
     guest_port: int = GUEST_PORT
+    forward_addrs: tuple[str, ...] | None = None  # None: the container's own addresses (/proc/net/fib_trie)
     initial_faults: tuple[str, ...] = ()
     ignore_sigterm: bool = False
     novnc_redirect: bool = False

@@ -13,7 +13,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlparse
 
 from .config import TICK_S
@@ -21,7 +22,7 @@ from .httpbase import QuietHTTPServer, state_of
 from .state import State
 
 MAX_BODY_BYTES = 32 << 20
-HTTP_ERRORS = {
+HTTP_ERRORS: Mapping[int, tuple[str, str]] = MappingProxyType({
     400: ("Bad Request", "The browser (or proxy) sent a request that this server could not understand."),
     404: ("Not Found", "The requested URL was not found on the server. If you entered the URL manually please "
                        "check your spelling and try again."),
@@ -29,7 +30,7 @@ HTTP_ERRORS = {
     413: ("Request Entity Too Large", "The data value transmitted exceeds the capacity limit."),
     415: ("Unsupported Media Type", "Did not attempt to load JSON data because the request Content-Type was not "
                                     "'application/json'."),
-}
+})
 
 
 class GuestError(Exception):

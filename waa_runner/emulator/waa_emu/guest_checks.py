@@ -4,13 +4,14 @@ the in-memory guest file system; the emulated desktop runs no Clock app and tags
 from __future__ import annotations
 
 import ntpath
+from types import MappingProxyType
 
 from .desktop import HOME
 from .guest_api import Request, Response, Route, jsonify
 from .guest_setup import _json_dict
 from .state import State
 
-LIBRARIES = {"documents": "Documents", "music": "Music", "pictures": "Pictures", "videos": "Videos"}
+LIBRARIES = MappingProxyType({"documents": "Documents", "music": "Music", "pictures": "Pictures", "videos": "Videos"})
 
 
 def _missing(data: dict, *names: str) -> Response | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ntpath
 import threading
 import time
+from types import MappingProxyType
+from typing import Mapping
 
 from .desktop import HOME
 
@@ -18,10 +20,10 @@ SEED_DIRS = (
     HOME + r"\Pictures", HOME + r"\Music", HOME + r"\Videos", HOME + r"\AppData\Local\Temp", r"C:\Windows",
     r"C:\Windows\Web\Wallpaper\Windows", r"C:\Program Files", r"C:\Temp",
 )
-ENV = {"userprofile": HOME, "homepath": r"\Users\Docker", "homedrive": "C:", "username": "Docker",
+ENV: Mapping[str, str] = MappingProxyType({"userprofile": HOME, "homepath": r"\Users\Docker", "homedrive": "C:", "username": "Docker",
        "temp": HOME + r"\AppData\Local\Temp", "tmp": HOME + r"\AppData\Local\Temp",
        "systemroot": r"C:\Windows", "windir": r"C:\Windows", "appdata": HOME + r"\AppData\Roaming",
-       "localappdata": HOME + r"\AppData\Local", "public": r"C:\Users\Public"}
+       "localappdata": HOME + r"\AppData\Local", "public": r"C:\Users\Public"})
 
 
 def expand(path: str) -> str:

@@ -10,7 +10,8 @@ from .state import State
 
 HELP = ("cont|c  -- resume emulation\r\ninfo status  -- show the current VM status\r\n"
         "info version  -- show the version of QEMU\r\nquit|q  -- quit the emulator\r\n"
-        "stop  -- stop emulation\r\nsystem_powerdown  -- send system power down event\r\n")
+        "stop  -- stop emulation\r\nsystem_powerdown  -- send system power down event\r\n"
+        "system_reset  -- reset the system\r\n")
 
 
 def answer(state: State, line: str) -> str | None:
@@ -24,6 +25,9 @@ def answer(state: State, line: str) -> str | None:
         return f"{QEMU_VERSION}\r\n"
     if words[0] in ("stop", "cont", "c"):
         state.pause(words[0] == "stop")
+        return ""
+    if words[0] == "system_reset":
+        state.reset("host-qmp-system-reset")
         return ""
     if words[0] == "system_powerdown":
         state.powerdown()

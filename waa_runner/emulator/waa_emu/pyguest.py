@@ -9,7 +9,8 @@ import subprocess
 import time
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .config import SCREEN_H, SCREEN_W
 from .desktop import HOME, HOSTNAME, OS_VERSION, PYTHON_VERSION, USER, WINDOWS
@@ -71,13 +72,14 @@ def windows() -> list[GuestWindow]:
             for w in WINDOWS]
 
 
-CONSTANTS: dict[str, Any] = {
-    "os.name": "nt", "os.sep": "\\", "os.linesep": "\r\n", "sys.platform": "win32", "os.environ": dict(ENV),
+ENVIRON: Mapping[str, str] = ENV
+CONSTANTS: Mapping[str, Any] = MappingProxyType({
+    "os.name": "nt", "os.sep": "\\", "os.linesep": "\r\n", "sys.platform": "win32", "os.environ": ENVIRON,
     "sys.version": f"{PYTHON_VERSION} (tags/v{PYTHON_VERSION}:6de2ca5, May 17 2022, 16:36:42) [MSC v.1929 64 bit "
                    "(AMD64)]", "sys.executable": r"C:\Users\Docker\AppData\Local\Programs\Python\Python39\python.exe",
     "pyautogui.FAILSAFE": True, "pyautogui.PAUSE": 0.1, "string.ascii_letters": "abcdefghijklmnopqrstuvwxyz"
                                                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-}
+})
 
 
 def _move(it: "Interpreter", args: list[Any], kwargs: dict[str, Any], relative: bool = False) -> None:
@@ -178,11 +180,11 @@ def _clip_copy(it: "Interpreter", value: Any) -> None:
     it.state.desktop.clipboard = str(value)
 
 
-MOVES = {"moveTo": False, "dragTo": False, "click": False, "doubleClick": False, "rightClick": False,
+MOVES: Mapping[str, bool] = MappingProxyType({"moveTo": False, "dragTo": False, "click": False, "doubleClick": False, "rightClick": False,
          "middleClick": False, "tripleClick": False, "mouseDown": False, "mouseUp": False, "moveRel": True,
-         "move": True, "dragRel": True, "drag": True}
+         "move": True, "dragRel": True, "drag": True})
 F = Callable[..., Any]
-FUNCTIONS: dict[str, F] = {
+FUNCTIONS: Mapping[str, F] = MappingProxyType({
     "print": _print, "open": _open, "sys.exit": _exit, "exit": _exit, "quit": _exit,
     "platform.system": lambda it: "Windows", "platform.release": lambda it: "10",
     "platform.version": lambda it: OS_VERSION, "platform.platform": lambda it: f"Windows-10-{OS_VERSION}-SP0",
@@ -227,9 +229,9 @@ FUNCTIONS: dict[str, F] = {
     "list": lambda it, v=(): list(v), "sorted": lambda it, v, **k: sorted(v, reverse=bool(k.get("reverse"))),
     "min": lambda it, *v: min(*v), "max": lambda it, *v: max(*v), "abs": lambda it, v: abs(v),
     "round": lambda it, v, n=None: round(v, n), "any": lambda it, v: any(v), "all": lambda it, v: all(v),
-}
-BUILTINS = {name: Ref(name) for name in ("print", "open", "exit", "quit", "str", "int", "float", "bool", "len",
-                                         "repr", "list", "sorted", "min", "max", "abs", "round", "any", "all")}
+})
+BUILTINS: Mapping[str, Ref] = MappingProxyType({name: Ref(name) for name in ("print", "open", "exit", "quit", "str", "int", "float", "bool", "len",
+                                         "repr", "list", "sorted", "min", "max", "abs", "round", "any", "all")})
 
 
 def attribute(it: "Interpreter", value: Any, name: str) -> Any:
@@ -289,11 +291,11 @@ def set_attribute(it: "Interpreter", target: Any, name: str, value: Any) -> None
 def subscript(value: Any, index: Any) -> Any:
     if value is UNKNOWN or index is UNKNOWN:
         return UNKNOWN
-    if isinstance(value, dict) and value is CONSTANTS["os.environ"] and isinstance(index, str):
+    if value is ENVIRON and isinstance(index, str):
         if index.lower() not in value:
             raise GuestException("KeyError", repr(index.upper()))
         return value[index.lower()]
     try:
-        return value[index] if isinstance(value, (list, tuple, str, dict, bytes)) else UNKNOWN
+        return value[index] if isinstance(value, (list, tuple, str, dict, bytes, MappingProxyType)) else UNKNOWN
     except (IndexError, KeyError, TypeError) as err:
         raise GuestException(type(err).__name__, str(err)) from None

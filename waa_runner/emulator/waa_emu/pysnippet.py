@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import ast
 import operator
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from . import pyguest
 from .desktop import PYTHON_VERSION
@@ -18,12 +19,12 @@ Result = tuple[str, str, int]
 MAX_CODE = 1 << 20
 MAX_OUTPUT = 1 << 20
 MAX_STEPS = 10_000
-BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
+BINOPS: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
           ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.BitAnd: operator.and_,
-          ast.BitOr: operator.or_}
-COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+          ast.BitOr: operator.or_})
+COMPARE: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-           ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not}
+           ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not})
 
 
 class Exit(Exception):

@@ -10,8 +10,12 @@ from typing import Any
 from .httpbase import state_of
 from .state import State
 
-GREETING: dict[str, Any] = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 2, "major": 8},
-                                                "package": "Debian 1:8.2.2+ds-2"}, "capabilities": ["oob"]}}
+def version() -> dict[str, Any]:
+    return {"qemu": {"micro": 2, "minor": 2, "major": 8}, "package": "Debian 1:8.2.2+ds-2"}
+
+
+def greeting() -> dict[str, Any]:
+    return {"QMP": {"version": version(), "capabilities": ["oob"]}}
 
 
 def qmp_error(cls: str, desc: str) -> dict[str, Any]:
@@ -40,10 +44,10 @@ def execute(state: State, name: str, arguments: dict[str, Any]) -> dict[str, Any
         status = "paused" if machine.paused else "running"
         return {"return": {"status": status, "singlestep": False, "running": not machine.paused}}
     if name == "query-version":
-        return {"return": GREETING["QMP"]["version"]}
+        return {"return": version()}
     if name == "screendump":
         return screendump(state, arguments)
-    if name in ("stop", "cont", "system_powerdown", "quit"):
+    if name in ("stop", "cont", "system_powerdown", "system_reset", "quit"):
         return {"return": {}}
     return qmp_error("CommandNotFound", f"The command {name} has not been found")
 
@@ -54,6 +58,8 @@ def after_reply(state: State, name: str) -> None:
         state.pause(name == "stop")
     elif name == "system_powerdown":
         state.powerdown()
+    elif name == "system_reset":
+        state.reset("host-qmp-system-reset")
     elif name == "quit":
         state.machine.schedule_power_off(0.0)
 
@@ -71,7 +77,7 @@ class QMPHandler(socketserver.BaseRequestHandler):
                 pass
 
     def handle(self) -> None:
-        self.send(GREETING)
+        self.send(greeting())
         negotiated = False
         decoder = json.JSONDecoder()
         buffer = ""

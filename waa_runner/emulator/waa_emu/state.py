@@ -127,6 +127,12 @@ class State:
         self.qmp_sessions.broadcast("POWERDOWN")
         self.machine.schedule_power_off(1.0)
 
+    def reset(self, reason: str) -> None:
+        """system_reset: Windows reboots; its server and desktop come back as after QEMU's start."""
+        self.qmp_sessions.broadcast("RESET", {"guest": False, "reason": reason})
+        if self.machine.qemu_running:
+            self.machine.start_qemu()
+
     def power_off(self) -> None:
         """Windows is off, QEMU exited: its sockets are gone; the container keeps running."""
         self.machine.off = True
