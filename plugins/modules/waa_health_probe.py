@@ -26,10 +26,20 @@ description:
   - Known fatal log lines of the container (C(KVM acceleration not available), C(RAM_SIZE ... is too
     high), C(usermode networking)) turn a failing layer into a permanent failure at once, with the
     fix as hint, instead of waiting until the deadline.
+  - A layer is healthy only when it was checked and passed. A check that could not be made (the
+    screen could not be read, or the deadline left no usable time for a request) fails its layer;
+    it is never counted as healthy.
   - With O(wait=true) it probes again with exponential backoff and jitter until the host is
     ready, a failure that waiting cannot cure (permanent, or a stopped container), or the
-    O(timeout) deadline. Every request has a timeout bounded by the deadline, so a server that
-    accepts connections and never answers cannot stall the probe.
+    O(timeout) deadline.
+  - Every exchange (HTTP to the noVNC and server ports, QMP, the engine's Unix socket) runs under
+    a total deadline per request (connect, status line, headers and body together; a peer that
+    trickles bytes cannot stretch it), bounded by O(timeout). A request is made only when the
+    deadline leaves it at least min(its timeout, 1 s); otherwise the layer fails and the result
+    says C(timed_out).
+  - What a peer may send is capped - a page 1 MB, a screenshot 8 MB, the container's inspect
+    answer 4 MB, the accessibility answer 32 MB (streamed; the tree is counted without building it
+    and refused after 16 MB without a window) - so the probe stays small whatever a peer sends.
   - A circuit breaker persisted on the host (one JSON file per container) opens after
     O(breaker_threshold) failed waits in a row; while it is open the module fails at once with
     exit code 11, until O(breaker_reset) seconds have passed (then it is half-open, and the next wait's
@@ -37,7 +47,7 @@ description:
   - Talks to the Docker engine through its Unix socket and to the ports over HTTP/TCP; needs
     nothing but Python's standard library on the host.
 author:
-  - openadapt.waa contributors
+  - openadapt.waa contributors (@openadapt)
 options:
   layers:
     description:
@@ -86,8 +96,9 @@ options:
     description:
       - Require a non-black screen in the C(vm_boot) layer. The screen is taken with QMP
         C(screendump) inside the container and read back through the engine's archive endpoint,
-        or with C(GET /screenshot) on the server port when that fails; a screen that cannot be read
-        is not called black.
+        or with C(GET /screenshot) on the server port when that fails.
+      - A screen that cannot be read by either way fails C(vm_boot) (a layer that was not checked is
+        never healthy); V(false) skips the check.
     type: bool
     default: true
   wait:
@@ -99,7 +110,7 @@ options:
     type: float
     default: 600
   request_timeout:
-    description: Timeout in seconds of each request (bounded by the deadline).
+    description: Total timeout in seconds of each request - connect, headers and body together (bounded by the deadline).
     type: float
     default: 5
   a11y_timeout:
@@ -271,7 +282,9 @@ message:
   type: str
   sample: "waa_server: /probe failed: 127.0.0.1:5000/probe: connection closed without an answer"
 timed_out:
-  description: Whether a wait ended at its deadline.
+  description:
+    - Whether the deadline ended the probe or the wait - a layer it left unchecked, or a wait that
+      reached it. The report is then the last attempt that was checked.
   returned: always
   type: bool
 duration_s:
@@ -309,6 +322,10 @@ breaker:
       description: Why the state could not be written (the probe itself still ran).
       type: str
       returned: when the state file could not be written
+    warning:
+      description: Why the state file was not used (malformed) - it was treated as closed and rewritten.
+      type: str
+      returned: when the state file was malformed
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -323,7 +340,7 @@ def argument_spec():
         layers=dict(type="list", elements="str", choices=list(LAYERS), default=list(LAYERS)),
         container_name=dict(type="str", default="winarena"),
         host=dict(type="str", default="127.0.0.1"),
-        ports=dict(type="dict", default={}, options=dict(
+        ports=dict(type="dict", default=dict(novnc=8006, server=5000, qmp=7200), options=dict(
             novnc=dict(type="int", default=8006),
             server=dict(type="int", default=5000),
             qmp=dict(type="int", default=7200),
@@ -385,6 +402,8 @@ def main():
                    breaker=breaker, force=p["force"], persist=not module.check_mode)
     if p["report_verdict"] or not report["ready"]:
         report[VERDICT_KEY] = verdict_of_report(report)
+    if breaker.warning:
+        module.warn(breaker.warning)
     if not report["ready"] and p["fail_on_unhealthy"]:
         module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
     module.exit_json(changed=False, **report)
