@@ -8,6 +8,8 @@ from .config import QEMU_VERSION
 from .httpbase import state_of
 from .state import State
 
+COMMANDS = ("info status", "info version", "stop", "cont", "c", "system_powerdown", "system_reset", "quit", "q",
+            "help")  # docs/emulator.md lists each (tests/unit/test_emulator_docs.py)
 HELP = ("cont|c  -- resume emulation\r\ninfo status  -- show the current VM status\r\n"
         "info version  -- show the version of QEMU\r\nquit|q  -- quit the emulator\r\n"
         "stop  -- stop emulation\r\nsystem_powerdown  -- send system power down event\r\n"

@@ -18,6 +18,10 @@ def greeting() -> dict[str, Any]:
     return {"QMP": {"version": version(), "capabilities": ["oob"]}}
 
 
+COMMANDS = ("qmp_capabilities", "query-status", "query-version", "screendump", "stop", "cont", "system_powerdown",
+            "system_reset", "quit")  # docs/emulator.md lists each (tests/unit/test_emulator_docs.py)
+
+
 def qmp_error(cls: str, desc: str) -> dict[str, Any]:
     return {"error": {"class": cls, "desc": desc}}
 
