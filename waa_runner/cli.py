@@ -57,6 +57,40 @@ def _epilog() -> str:
     return "exit codes (hints in the summary, the JSON report and docs/exit-codes.md):\n" + "\n".join(rows)
 
 
+class _Version(argparse.Action):
+    """--version: this package, the collection it runs and ansible-core, computed only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(version_line())
+        parser.exit(0)
+
+
+def version_line() -> str:
+    from importlib import metadata
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    try:
+        from waa_runner.collection import collection_root
+
+        root = collection_root()
+        collection = next((line.split(":", 1)[1].strip() for line in (root / "galaxy.yml").read_text().splitlines()
+                           if line.startswith("version:")), "?")
+        where = str(root)
+    except Exception as err:  # the collection is missing: say so, still answer
+        collection, where = "not found", str(err)
+    return (f"waa-run {installed('openadapt-waa')} (collection openadapt.waa {collection} at {where}; "
+            f"ansible-core {installed('ansible-core')}, ansible-runner {installed('ansible-runner')})")
+
+
 class CliError(Exception):
     """A usage error found by the CLI itself (e.g. an -e value)."""
 
@@ -105,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="waa-run", formatter_class=formatter, epilog=_epilog(),
                      description="Bring Windows Agent Arena hosts to ready, and say in one line why one is not.")
+    parser.add_argument("--version", action=_Version, help="print the versions of waa-run, the collection and ansible")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     common = argparse.ArgumentParser(add_help=False)

@@ -17,6 +17,11 @@ EXIT_CODES: dict = _table.EXIT_CODES
 LAYER_EXIT_CODES: dict[str, int] = _table.LAYER_EXIT_CODES
 describe = _table.describe
 verdict = _table.verdict
+verdict_in = _table.verdict_in
+verdict_of_result = _table.verdict_of_result
+status_of = _table.status_of
+failure_message = _table.failure_message
+host_line = _table.host_line
 code_of = _table.code_of
 VERDICT_KEY: str = _table.VERDICT_KEY
 
@@ -47,14 +52,9 @@ def hint(code: int) -> str:
     return describe(code).hint
 
 
-def overall(codes: Iterable[int]) -> int:
+def overall(exit_codes: Iterable[int]) -> int:
     """0 when every host is ready; the shared code when all failures agree; else NOT_ALL_READY."""
-    failed = {code for code in codes if code != READY}
-    if not failed:
-        return READY
-    if len(failed) == 1:
-        return failed.pop()
-    return NOT_ALL_READY
+    return int(_table.overall(list(exit_codes)))
 
 
 def markdown_table() -> str:

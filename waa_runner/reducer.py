@@ -26,9 +26,7 @@ from waa_runner.model import (ABORTED, DONE, FAILED, NOT_READY, READY, STOPPED, 
                               StepResult, first_line)
 
 LOG = logging.getLogger("waa_runner")
-VERDICT_KEY = "waa_verdict"
-HEALTH_LAYERS = frozenset(codes.LAYER_EXIT_CODES)
-SSH_CONNECTION_FAILED = 255  # ssh's exit status when the connection itself failed
+VERDICT_KEY = codes.VERDICT_KEY
 _RESULT_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
                   "runner_on_unreachable": "unreachable"}
 _STOPPED_RUN = ("timeout", "canceled")
@@ -41,33 +39,9 @@ def role_name(role: Any) -> str | None:
     return str(role).rsplit(".", 1)[-1] if role else None
 
 
-def failure_message(res: dict[str, Any], task: str) -> str:
-    """A failed task's own words (a module crash: its last line of stderr too)."""
-    message = first_line(res.get("msg"))
-    if message.startswith("MODULE FAILURE"):
-        detail = [line for line in str(res.get("module_stderr") or res.get("module_stdout") or "").splitlines()
-                  if line.strip()]
-        if detail:
-            message = f"{message}: {detail[-1].strip()}"
-    return message or f"task '{task}' failed"
-
-
-def status_of(verdict: dict[str, Any]) -> str:
-    """A verdict's host status, from its data only."""
-    code = verdict.get("exit_code")
-    if code == codes.READY:
-        return READY
-    if code == codes.USAGE:
-        return USAGE
-    if code == codes.UNREACHABLE:
-        return UNREACHABLE
-    return NOT_READY if verdict.get("layer") in HEALTH_LAYERS else FAILED
-
-
-def _valid_verdict(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, dict) and isinstance(value.get("exit_code"), int) and not isinstance(value["exit_code"], bool):
-        return value
-    return None
+failure_message = codes.failure_message
+status_of = codes.status_of
+_valid_verdict = codes.verdict_in
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -205,8 +179,9 @@ class EventReducer:
             status = "changed"
         if status == "failed" and data.get("ignore_errors"):
             status = "ignored"
-        verdict = _valid_verdict(res.get(VERDICT_KEY))
-        if status == "failed" and verdict is None and (res.get("unreachable") or res.get("rc") == SSH_CONNECTION_FAILED):
+        verdict = codes.verdict_of_result(res, failed=status == "failed", unreachable=status == "unreachable",
+                                          step=role or task)
+        if status == "failed" and verdict is not None and verdict["exit_code"] == codes.UNREACHABLE:
             status = "unreachable"
         if isinstance(res.get("layers"), list):
             host.report = res
@@ -220,16 +195,14 @@ class EventReducer:
             self._verdict(host, verdict, failure=False)
             self._emit(ProgressEvent("health", host.name, phase=host.phase, message="ready" if verdict["exit_code"] ==
                                      codes.READY else f"not ready: {verdict.get('message')}"))
-        elif status == "failed":
-            if verdict is None:  # nobody planned this failure: its own words, exit code 9
-                verdict = codes.verdict(codes.UNKNOWN, failure_message(res, task), step=role or task)
+        elif status == "failed" and verdict is not None:
             self._verdict(host, verdict, failure=True)
             self._emit(ProgressEvent("host_failed", host.name, phase=host.phase, step=step,
                                      message=str(verdict.get("message") or "")))
-        elif status == "unreachable":
-            message = first_line(res.get("msg")) or "unreachable"
-            self._verdict(host, codes.verdict(codes.UNREACHABLE, message, step=role or task), failure=True)
-            self._emit(ProgressEvent("host_unreachable", host.name, phase=host.phase, step=step, message=message))
+        elif status == "unreachable" and verdict is not None:
+            self._verdict(host, verdict, failure=True)
+            self._emit(ProgressEvent("host_unreachable", host.name, phase=host.phase, step=step,
+                                     message=str(verdict.get("message") or "")))
         else:
             self._emit(ProgressEvent("step", host.name, phase=host.phase, step=step, message=task))
 

@@ -15,17 +15,22 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.openadapt.waa.plugins.module_utils.waa_exit_codes import VERDICT_KEY, code_of, verdict
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_exit_codes import VERDICT_KEY, code_of, verdict, verdict_in
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("code", "message", "step", "layer", "failure_class", "hint", "details"))
+    _VALID_ARGS = frozenset(("code", "message", "step", "layer", "failure_class", "hint", "details", "verdict"))
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         args = self._task.args
+        handed = verdict_in({VERDICT_KEY: args.get("verdict")})
+        if handed is not None:  # fail again with a verdict found earlier (a rescue that published it)
+            result.update(failed=True, changed=False, msg=handed.get("message") or "failed")
+            result[VERDICT_KEY] = handed
+            return result
         code = args.get("code")
         if code_of(code) is None:
             raise AnsibleActionFail("waa_fail: code=%r is not an exit code of the table (number or name)" % (code,))

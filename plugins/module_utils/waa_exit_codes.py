@@ -176,3 +176,85 @@ def verdict_of_report(report, step="waa_health"):
         code = LAYER_EXIT_CODES.get(report.get("failed_layer") or "", UNKNOWN)
     return verdict(code, report.get("message"), step=step, layer=report.get("failed_layer"),
                    failure_class=report.get("failure_class"), hint=report.get("hint"))
+
+
+# ------------------------------------------------------------------------------ reduction to one verdict
+HEALTH_LAYERS = tuple(LAYER_EXIT_CODES)
+SSH_CONNECTION_FAILED = 255  # ssh's exit status when the connection itself failed
+# A host's status, decided by its verdict's data (docs/json-report.md).
+STATUS_READY, STATUS_NOT_READY, STATUS_FAILED, STATUS_UNREACHABLE, STATUS_USAGE = (
+    "ready", "not_ready", "failed", "unreachable", "usage")
+
+
+def _first_line(text):
+    stripped = str(text or "").strip()
+    return stripped.splitlines()[0].strip() if stripped else ""
+
+
+def failure_message(result, task=""):
+    """A failed task's own words (for a crashed module, with the last line of its stderr)."""
+    message = _first_line(result.get("msg"))
+    if message.startswith("MODULE FAILURE"):
+        detail = [line for line in str(result.get("module_stderr") or result.get("module_stdout") or "").splitlines()
+                  if line.strip()]
+        if detail:
+            message = "%s: %s" % (message, detail[-1].strip())
+    return message or "task '%s' failed" % task
+
+
+def verdict_in(result):
+    """The verdict a task result carries, or None."""
+    found = result.get(VERDICT_KEY) if isinstance(result, dict) else None
+    if isinstance(found, dict) and isinstance(found.get("exit_code"), int) and not isinstance(found["exit_code"], bool):
+        return found
+    return None
+
+
+def verdict_of_result(result, failed=False, unreachable=False, step=None):
+    """The verdict of one task result: the one it carries; for a failure that carries none (nobody
+    planned it: an import error, a crashed module) exit code 9 with its own words; an unreachable
+    host, or a module whose SSH connection broke (rc 255), exit code 10. None for a plain success."""
+    found = verdict_in(result)
+    if found is not None:
+        return found
+    if unreachable or (failed and (result.get("unreachable") or result.get("rc") == SSH_CONNECTION_FAILED)):
+        return verdict(UNREACHABLE, _first_line(result.get("msg")) or "unreachable", step=step)
+    if failed:
+        return verdict(UNKNOWN, failure_message(result, step or ""), step=step)
+    return None
+
+
+def status_of(found):
+    """A host's status from its verdict: 0 ready, 64 usage, 10 unreachable, a verdict on a health
+    layer not_ready, any other failed."""
+    code = found.get("exit_code")
+    if code == READY:
+        return STATUS_READY
+    if code == USAGE:
+        return STATUS_USAGE
+    if code == UNREACHABLE:
+        return STATUS_UNREACHABLE
+    return STATUS_NOT_READY if found.get("layer") in HEALTH_LAYERS else STATUS_FAILED
+
+
+def host_line(host, found):
+    """The one line per host that waa-run and the waa_summary callback print."""
+    line = "%-16s %-11s %3d" % (host, status_of(found), found.get("exit_code"))
+    if found.get("exit_code") == READY:
+        return "%s  %s" % (line, found.get("message") or "ready")
+    where = found.get("layer") or found.get("step")
+    message = str(found.get("message") or "")
+    if where and message.startswith(where + ": "):
+        message = message[len(where) + 2:]
+    return "%s  %s%s  hint: %s" % (line, (where + ": ") if where else "", message, found.get("hint") or "-")
+
+
+def overall(exit_codes):
+    """The run's code: 0 when every host is ready; the shared code when all failures agree; else
+    NOT_ALL_READY."""
+    failed = set(code for code in exit_codes if code != READY)
+    if not failed:
+        return READY
+    if len(failed) == 1:
+        return failed.pop()
+    return NOT_ALL_READY

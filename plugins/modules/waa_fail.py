@@ -22,13 +22,18 @@ author:
   - openadapt.waa contributors (@openadapt)
 options:
   code:
-    description: Exit code of the table, as its number (V(64)) or its name (V(usage), V(image_pull)).
+    description:
+      - Exit code of the table, as its number (V(64)) or its name (V(usage), V(image_pull)).
+      - Required unless O(verdict) is given.
     type: raw
-    required: true
   message:
-    description: One line that says what is wrong, naming the variable and value where there is one.
+    description:
+      - One line that says what is wrong, naming the variable and value where there is one.
+      - Required unless O(verdict) is given.
     type: str
-    required: true
+  verdict:
+    description: A whole verdict found earlier (e.g. by M(openadapt.waa.waa_publish) in a rescue); fail with it as it is.
+    type: dict
   step:
     description: Where it happened (a role or playbook step). Defaults to the role the task belongs to.
     type: str
