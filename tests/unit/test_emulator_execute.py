@@ -77,7 +77,7 @@ def test_errors_as_on_windows(state):
 
 def test_cmd_builtins(state):
     assert run(state, ["cmd", "/c", "echo", "hi there"], False) == ('"hi there"\n', "", 0)
-    assert run(state, "echo hi & echo there", True) == ("hi\nthere\n", "", 0)
+    assert run(state, "echo hi & echo there", True) == ("hi \nthere\n", "", 0)  # the space before & stays
     assert run(state, "cmd /c exit 3", True)[2] == 3
     assert run(state, "ver", True)[0] == "\nMicrosoft Windows [Version 10.0.22631.2861]\n"
     assert run(state, ["whoami"], False)[0] == "win-waaemu01\\docker\n"
@@ -103,3 +103,14 @@ def test_nothing_is_ever_run(state, tmp_path):
 def test_windows_command_line_splitting():
     assert split_windows(r'python -c "print(\"a b\")" C:\x\\') == ["python", "-c", 'print("a b")', "C:\\x\\\\"]
     assert split_windows('a "" b') == ["a", "", "b"]
+
+
+def test_cmd_redirections_and_folders(state):
+    """SetupController's LibreOffice reset line, and redirections into the guest's files."""
+    line = (r'taskkill /IM soffice.bin /F 2>NUL & taskkill /IM scalc.exe /F 2>NUL & '
+            r'rmdir /S /Q "C:\Temp\winarena-libreoffice-profile" 2>NUL & mkdir "C:\Temp\winarena-libreoffice-profile"')
+    assert run(state, line, True) == ("", "", 0)
+    assert state.files.is_dir(r"C:\Temp\winarena-libreoffice-profile")
+    assert run(state, r"echo one > C:\Temp\out.txt & echo two >> C:\Temp\out.txt", True) == ("", "", 0)
+    assert state.files.read(r"C:\Temp\out.txt") == b"one  \r\ntwo \r\n"  # cmd keeps the spaces around the redirection
+    assert run(state, "nosuch 2>&1", True)[0].startswith("'nosuch' is not recognized")

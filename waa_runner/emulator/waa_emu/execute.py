@@ -6,6 +6,7 @@ gets. Output is text as `text=True` reads it on Windows: "\\r\\n" arrives as "\\
 from __future__ import annotations
 
 import ntpath
+import re
 import shlex
 import subprocess
 from typing import Any, Callable
@@ -23,7 +24,8 @@ QUIET_PROGRAMS = frozenset((
     "rundll32", "control", "xcopy", "robocopy", "mkdir", "del", "copy", "move", "set", "cls", "pause", "rem",
 ))
 CMD_BUILTINS = frozenset(("echo", "echo.", "exit", "ver", "cd", "chdir", "type", "set", "start", "dir", "cls",
-                          "mkdir", "md", "del", "erase", "copy", "move", "rem", "pause", "title", "call"))
+                          "mkdir", "md", "rmdir", "rd", "del", "erase", "copy", "move", "rem", "pause", "title", "call"))
+REDIRECT = re.compile(r'(?P<fd>[12]?)(?P<op>>>?)\s*(?P<target>&[12]|"[^"]*"|[^\s&|<>]+)')
 
 
 def split_windows(line: str) -> list[str]:
@@ -62,7 +64,7 @@ def split_chain(line: str) -> list[str]:
     for char in line:
         if char == '"':
             quoted = not quoted
-        if char == "&" and not quoted:
+        if char == "&" and not quoted and not current.endswith(">"):  # `2>&1` stays
             parts.append(current)
             current = ""
         else:
@@ -78,7 +80,9 @@ def program_name(arg: str) -> str:
 def run_cmd(state: State, line: str) -> Result:
     """cmd.exe /c LINE: its built-ins, then the programs; `a & b` and `a && b` run in order."""
     out, err, code = "", "", 0
-    for part in split_chain(line):
+    for raw in split_chain(line):
+        redirects = [(m.group("fd") or "1", m.group("op"), m.group("target").strip('"')) for m in REDIRECT.finditer(raw)]
+        part = REDIRECT.sub("", raw)
         argv = split_windows(part.strip())
         if not argv:
             continue
@@ -87,7 +91,7 @@ def run_cmd(state: State, line: str) -> Result:
         if stripped.lower() == "echo":
             o, e, code = "ECHO is on.\n", "", 0
         elif stripped.lower().startswith(("echo ", "echo.")):
-            o, e, code = stripped[5:] + "\n", "", 0
+            o, e, code = part.lstrip()[5:] + "\n", "", 0  # cmd keeps the spaces before `&` and `>`
         elif name == "exit":
             tail = argv[1:2] if argv[1:2] != ["/b"] else argv[2:3]
             value = tail[0] if tail else "0"
@@ -98,12 +102,34 @@ def run_cmd(state: State, line: str) -> Result:
             o, e, code = r"C:\Users\Docker" + "\n", "", 0
         elif name == "type" and len(argv) > 1:
             o, e, code = _type(state, argv[1])
+        elif name in ("mkdir", "md"):
+            for path in argv[1:]:
+                state.files.make_dirs(path)
+            o, e, code = "", "", 0
         elif name in CMD_BUILTINS:
             o, e, code = "", "", 0
         else:
             o, e, code = run_argv(state, argv, from_shell=True)
+        o, e = _redirect(state, redirects, o, e)
         out, err = out + o, err + e
     return out, err, code
+
+
+def _redirect(state: State, redirects: list[tuple[str, str, str]], out: str, err: str) -> tuple[str, str]:
+    """`> file`, `>> file`, `2>NUL`, `2>&1`: where each stream of one command goes."""
+    for fd, op, target in redirects:
+        text = out if fd == "1" else err
+        if target == "&1" and fd == "2":
+            out, err = out + err, ""
+            continue
+        if target.upper() != "NUL" and not target.startswith("&"):
+            try:
+                old = state.files.read(target) if op == ">>" and state.files.is_file(target) else b""
+                state.files.write(target, old + text.replace("\n", "\r\n").encode())
+            except OSError:
+                return out, err + "The system cannot find the path specified.\n"
+        out, err = ("", err) if fd == "1" else (out, "")
+    return out, err
 
 
 def _type(state: State, path: str) -> Result:
