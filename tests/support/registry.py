@@ -14,6 +14,10 @@ sending nothing: the way a pull from Docker Hub in a cloud region stalls for goo
 `slow_start_s` it also answers nothing for that long after the first request (a registry slow
 to respond).
 
+With `record=True` the proxy keeps what clients send (capped) and `credentials_seen()` lists the
+HTTP basic credentials in their Authorization headers: a registry's own log of who sent which
+password, to prove a password reached only its registry.
+
 Every container made here is named `waa-registry-*` and labelled `io.openadapt.waa.test=registry`.
 """
 from __future__ import annotations
@@ -194,9 +198,13 @@ class StallingProxy:
     one wait until then. Records when each stall began and when every later blob request came in, so a
     test can measure how fast a client noticed the stall."""
 
+    RECORD_CAP = 4 << 20
+
     def __init__(self, upstream_port: int, stalls: int = 1, after: int = 256 * 1024, hold_s: float = 120,
-                 slow_start_s: float = 0) -> None:
+                 slow_start_s: float = 0, record: bool = False) -> None:
         self.upstream_port = upstream_port
+        self.record = record
+        self.received = bytearray()  # what clients sent, when recording (requests only: small)
         # requests in the first slow_start_s seconds after the first one wait until then (a slow registry)
         self.slow_start_s = slow_start_s
         self.slow_until: float | None = None
@@ -251,8 +259,9 @@ class StallingProxy:
         if blob:
             with self.lock:
                 self.blob_requests.append(time.monotonic())
+        self._keep(first)
         upstream.sendall(first)
-        threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(client, upstream, None, self._keep), daemon=True).start()
         self._pipe(upstream, client, self.after if blob else None)
 
     def _take_stall(self) -> bool:
@@ -263,13 +272,34 @@ class StallingProxy:
                 return True
             return False
 
-    def _pipe(self, source: socket.socket, target: socket.socket, limit: int | None) -> None:
+    def _keep(self, data: bytes) -> None:
+        if self.record:
+            with self.lock:
+                self.received += data[: max(0, self.RECORD_CAP - len(self.received))]
+
+    def credentials_seen(self) -> list[tuple[str, str]]:
+        """(user, password) of every `Authorization: Basic` header clients sent through the proxy."""
+        import base64
+        import re
+
+        with self.lock:
+            text = bytes(self.received)
+        seen = []
+        for match in re.finditer(rb"(?im)^authorization:\s*basic\s+([A-Za-z0-9+/=]+)\s*$", text):
+            user, _, password = base64.b64decode(match.group(1)).decode("utf-8", "replace").partition(":")
+            seen.append((user, password))
+        return seen
+
+    def _pipe(self, source: socket.socket, target: socket.socket, limit: int | None,
+              keep=None) -> None:
         sent = 0
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if keep is not None:
+                    keep(data)
                 if limit is not None and sent + len(data) > limit and self._take_stall():
                     target.sendall(data[: max(0, limit - sent)])
                     deadline = time.monotonic() + self.hold_s
