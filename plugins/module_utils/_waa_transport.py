@@ -322,7 +322,10 @@ def http_request(connect, method, target, host_header, end, max_bytes, headers=N
     answer; the caller reads the body and closes. `Connection: close` is always sent."""
     what = what or target
     sock = connect(end)
-    exchange = Exchange(sock, end, None if max_bytes is None else max_bytes + MAX_HEAD, what, idle=idle)
+    # The body cap is checked on the body (iter_body); this one also bounds headers and chunk
+    # framing, with room for the read-ahead, so a body over its cap is named by the body's cap.
+    exchange = Exchange(sock, end, None if max_bytes is None else max_bytes + MAX_HEAD + 4 * READ_SIZE, what,
+                        idle=idle)
     try:
         lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host_header, "Connection: close",
                  "Accept-Encoding: identity"]

@@ -206,10 +206,10 @@ class _Counter(object):
             if len(self.stack) == 1:
                 self.windows += 1
             element.clear()
-            if self.stack:
-                parent = self.stack[-1]
-                if len(parent) and parent[-1] is element:
-                    del parent[-1]
+        # Drop every child of the open elements: ended ones are done with, and the open ones are
+        # still held by the parser's builder and self.stack, which keeps building them.
+        for element in self.stack:
+            del element[:]
 
     def close(self):
         self.flush()

@@ -121,6 +121,9 @@ def test_precondition_failures_fail_fast_with_the_fix(emulator, tmp_path, setup,
 
 def test_breaker_stops_a_restart_storm(emulator, tmp_path):
     handle = emulator(env={**FAST, "WAA_EMU_FAULT": "server_down"})
+    # Booted first: a screen still black at the deadline is vm_boot's failure (5), not the server's.
+    booted = probe(handle, tmp_path, wait=True, timeout=30, layers=["vm_boot"], breaker_threshold=2)
+    assert booted["ready"] and booted["breaker"]["consecutive_failures"] == 0, booted["message"]
     for failures in (1, 2):
         result = probe(handle, tmp_path, wait=True, timeout=3, breaker_threshold=2, breaker_reset=600)
         assert result["exit_code"] == 6 and result["breaker"]["consecutive_failures"] == failures

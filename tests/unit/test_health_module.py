@@ -127,3 +127,37 @@ def test_ansible_doc_renders_the_modules():
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-t", "module",
                            "openadapt.waa.waa_health_probe"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "RETURN VALUES" in proc.stdout and "EXAMPLES" in proc.stdout, proc.stderr
+
+
+def test_documentation_matches_the_argument_spec_as_ansible_test_sanity_wants():
+    """validate-modules' rules: `Name (@handle)` authors, documented defaults equal to the spec's,
+    the same types and choices, no undocumented option (suboptions included)."""
+    import re
+
+    import yaml
+
+    doc = yaml.safe_load(waa_health_probe.DOCUMENTATION)
+    assert all(re.match(r"^[^()]+ \(@[\w-]+\)$", author) for author in doc["author"]), doc["author"]
+
+    def compare(documented: dict, spec: dict, where: str) -> None:
+        assert set(documented) == set(spec), where
+        for name, option in spec.items():
+            described = documented[name]
+            for key in ("type", "choices", "elements"):
+                assert described.get(key) == option.get(key), f"{where}{name}.{key}"
+            assert described.get("default") == option.get("default"), f"{where}{name}: documented default differs"
+            if "options" in option:
+                compare(described["suboptions"], option["options"], f"{where}{name}.")
+
+    compare(doc["options"], waa_health_probe.argument_spec(), "")
+
+
+def test_a_malformed_breaker_file_is_a_warning_not_a_crash(host, tmp_path, capsys):
+    state = tmp_path / "breaker"
+    state.mkdir()
+    (state / "breaker-winarena.json").write_text('{"consecutive_failures": 5, "open_until": "soon"}')
+    rc, result = run_module(capsys, host_args(host, tmp_path, wait=True, timeout=5))
+    assert rc == 0 and result["ready"] and result["breaker"]["state"] == "closed"
+    warnings = json.dumps(result["warnings"])  # ansible-core 2.19 wraps each one in a WarningSummary
+    assert "malformed" in warnings and "open_until is a str" in warnings, warnings
+    assert json.loads((state / "breaker-winarena.json").read_text())["open_until"] is None

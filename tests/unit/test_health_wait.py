@@ -226,3 +226,38 @@ def _is_root() -> bool:
     import os
 
     return os.geteuid() == 0
+
+
+# -- a malformed state file ---------------------------------------------------------------------------
+@pytest.mark.parametrize("content,word", [
+    ('{"consecutive_failures": 3, "open_until": "2026-12-01T10:00:00Z"}', "open_until is a str"),
+    ('{"consecutive_failures": 3, "open_until": [1, 2]}', "open_until is a list"),
+    ('{"consecutive_failures": 3, "open_until": true}', "open_until is a bool"),
+    ('{"consecutive_failures": "3", "open_until": null}', "consecutive_failures is '3'"),
+    ('{"consecutive_failures": -1}', "consecutive_failures is -1"),
+    ('[1, 2]', "not a JSON object"),
+    ('{not json', "not JSON"),
+    ('\xff\xfe', "not JSON"),
+])
+def test_a_malformed_state_file_is_closed_with_a_warning_and_rewritten(tmp_path, content, word):
+    path = tmp_path / "breaker-w.json"
+    path.write_bytes(content.encode("latin-1"))
+    brk = Breaker("w", threshold=2, state_dir=str(tmp_path))
+    assert brk.state == CLOSED and word in brk.warning and str(path) in brk.warning
+    assert brk.describe()["warning"] == brk.warning
+    clock = Clock()
+    report = probe(ScriptedProber(clock, ready_at=0), LAYERS, breaker=brk, clock=clock, persist=False)
+    assert path.read_bytes() == content.encode("latin-1"), "check mode never writes"
+    report = probe(ScriptedProber(clock, ready_at=0), LAYERS, breaker=brk, clock=clock)
+    assert report["ready"] and "malformed" in report["breaker"]["warning"]
+    assert json.loads(path.read_text()) == {"consecutive_failures": 0, "open_until": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["breaker-w.json"], "no temporary file is left behind"
+    again = Breaker("w", threshold=2, state_dir=str(tmp_path))
+    assert again.warning is None and again.state == CLOSED
+
+
+def test_a_valid_open_state_is_kept_as_it_is(tmp_path):
+    wall = Wall()
+    (tmp_path / "breaker-w.json").write_text(json.dumps({"consecutive_failures": 3, "open_until": wall.t + 60}))
+    brk = Breaker("w", threshold=3, state_dir=str(tmp_path), now=wall)
+    assert brk.state == OPEN and brk.warning is None
