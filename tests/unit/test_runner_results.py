@@ -352,6 +352,41 @@ def test_a_failure_the_play_rescued_does_not_count() -> None:
     assert_line_and_json_agree(result)
 
 
+def rescued_and_failed_again(host: str, first: dict[str, Any], published: dict[str, Any]) -> list[dict[str, Any]]:
+    """What every playbook does with a failure (playbooks/tasks/publish_failure.yml): its block's rescue
+    publishes the verdict (waa_publish, an ok result) and fails the host again with it (waa_fail)."""
+    return [first,
+            event("runner_on_ok", host, task="Publish the verdict and fail again",
+                  task_action="ansible.builtin.include_tasks"),
+            event("runner_on_ok", host, task="Publish the failure's verdict (job artifacts)",
+                  task_action="openadapt.waa.waa_publish",
+                  res={"changed": False, "msg": f"{host}: exit code {published['exit_code']}", KEY: published}),
+            failed(host, published, task="The host stays failed, with that verdict")]
+
+
+def test_a_failure_the_play_publishes_and_fails_again_keeps_its_verdict() -> None:
+    """The shape of a real `up` whose image is missing (recorded 2026-12-01 against the emulator)."""
+    missing = verdict("image_pull", "image waa-missing:latest is not present and waa_image_pull is false: load or "
+                                    "pull it first", step="winarena_image", failure_class="permanent",
+                      hint="load the image on the host (docker load) or pass --pull / waa_image_pull: true")
+    planned = failed("a", missing, role="winarena_image", task="Refuse to pull when pulling is off")
+    crash = crashed("b", role="winarena_image", task="Look for the image", rc=1,
+                    msg="MODULE FAILURE\nSee stdout/stderr for the exact error", module_stderr=TRACEBACK)
+    own_words = verdict("unknown", "MODULE FAILURE: ModuleNotFoundError: No module named 'docker'",
+                        step="Look for the image")
+    result, seen = reduce([*rescued_and_failed_again("a", planned, missing),
+                           *rescued_and_failed_again("b", crash, own_words),
+                           stats(failures={"a": 1, "b": 1}, rescued={"a": 1, "b": 1})], status="failed")
+    a, b = result.hosts["a"], result.hosts["b"]
+    assert (a.status, a.exit_code, a.failed_layer, a.failure_class) == ("failed", 3, "winarena_image", "permanent")
+    assert a.message == missing["message"] and a.hint == missing["hint"]
+    assert (b.status, b.exit_code, b.message) == ("failed", 9, "MODULE FAILURE: ModuleNotFoundError: No module "
+                                                                "named 'docker'")
+    assert result.exit_code == codes.NOT_ALL_READY
+    assert [e.message for e in seen if e.kind == "host_failed" and e.host == "a"] == [missing["message"]] * 2
+    assert_line_and_json_agree(result)
+
+
 @pytest.mark.xfail(strict=True, reason="reducer bug: _result calls _valid_verdict(report.get(VERDICT_KEY)), but "
                                        "_valid_verdict is now codes.verdict_in, which takes the RESULT: the report's "
                                        "verdict is never found and the host becomes 'aborted'")
