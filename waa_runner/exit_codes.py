@@ -18,6 +18,7 @@ LAYER_EXIT_CODES: dict[str, int] = _table.LAYER_EXIT_CODES
 describe = _table.describe
 verdict = _table.verdict
 verdict_in = _table.verdict_in
+verdict_of_report = _table.verdict_of_report
 verdict_of_result = _table.verdict_of_result
 status_of = _table.status_of
 failure_message = _table.failure_message

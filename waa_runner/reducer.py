@@ -180,7 +180,7 @@ class EventReducer:
         if status == "failed" and data.get("ignore_errors"):
             status = "ignored"
         verdict = codes.verdict_of_result(res, failed=status == "failed", unreachable=status == "unreachable",
-                                          step=role or task)
+                                          step=role or task, task=task)
         if status == "failed" and verdict is not None and verdict["exit_code"] == codes.UNREACHABLE:
             status = "unreachable"
         if isinstance(res.get("layers"), list):
@@ -193,8 +193,9 @@ class EventReducer:
             host.changed += 1
         if status in ("ok", "changed") and verdict is not None:
             self._verdict(host, verdict, failure=False)
-            self._emit(ProgressEvent("health", host.name, phase=host.phase, message="ready" if verdict["exit_code"] ==
-                                     codes.READY else f"not ready: {verdict.get('message')}"))
+            if isinstance(res.get("layers"), list):  # a health report (not a step handing a verdict on)
+                self._emit(ProgressEvent("health", host.name, phase=host.phase, message="ready" if verdict["exit_code"] ==
+                                         codes.READY else f"not ready: {verdict.get('message')}"))
         elif status == "failed" and verdict is not None:
             self._verdict(host, verdict, failure=True)
             self._emit(ProgressEvent("host_failed", host.name, phase=host.phase, step=step,
@@ -222,17 +223,17 @@ class EventReducer:
                                     duration_s=host.duration(), azure=host.azure)
         report = host.report or {}
         layers = [LayerResult.from_dict(layer) for layer in report.get("layers") or [] if isinstance(layer, dict)]
-        verdict = host.verdict
-        if verdict is not None and host.verdict_is_failure and self.stats is not None and \
+        verdict, failure = host.verdict, host.verdict_is_failure
+        if verdict is not None and failure and self.stats is not None and \
                 self._stat("failures", host.name) == 0 and self._stat("dark", host.name) == 0:
-            verdict = None  # Ansible counted no failure: the play rescued it
-            if host.report is not None and _valid_verdict(report.get(VERDICT_KEY)):
+            verdict, failure = None, False  # Ansible counted no failure: the play rescued it
+            if host.report is not None and _valid_verdict(report):
                 verdict = report[VERDICT_KEY]
         stopped = runner_status in _STOPPED_RUN
         if verdict is None:
             return self._without_verdict(host, runner_status, layers, base)
         code = int(verdict["exit_code"])
-        if stopped and code != codes.READY:
+        if stopped and code != codes.READY and not failure:  # a host that failed keeps its own code
             return self._unfinished(host, runner_status, layers, base, verdict)
         status = status_of(verdict)
         message = str(verdict.get("message") or "")

@@ -210,7 +210,7 @@ def verdict_in(result):
     return None
 
 
-def verdict_of_result(result, failed=False, unreachable=False, step=None):
+def verdict_of_result(result, failed=False, unreachable=False, step=None, task=None):
     """The verdict of one task result: the one it carries; for a failure that carries none (nobody
     planned it: an import error, a crashed module) exit code 9 with its own words; an unreachable
     host, or a module whose SSH connection broke (rc 255), exit code 10. None for a plain success."""
@@ -220,7 +220,7 @@ def verdict_of_result(result, failed=False, unreachable=False, step=None):
     if unreachable or (failed and (result.get("unreachable") or result.get("rc") == SSH_CONNECTION_FAILED)):
         return verdict(UNREACHABLE, _first_line(result.get("msg")) or "unreachable", step=step)
     if failed:
-        return verdict(UNKNOWN, failure_message(result, step or ""), step=step)
+        return verdict(UNKNOWN, failure_message(result, task or step or ""), step=step)
     return None
 
 

@@ -158,9 +158,10 @@ options:
     default: true
   report_verdict:
     description:
-      - Whether a ready result carries the host's verdict (C(waa_verdict)). V(false) for a wait on a
-        few layers inside another step (the engine wait of the docker_daemon role) - then only a
-        failure carries a verdict, so a partial check is never taken for a ready host.
+      - Whether the result carries the host's verdict (C(waa_verdict)). V(false) for a look-up or a wait
+        on a few layers inside another step (the container look-up, the engine wait of the docker_daemon
+        role) - then only a failure with O(fail_on_unhealthy=true) carries one, so a partial check is
+        never taken for the host's verdict.
     type: bool
     default: true
 notes:
@@ -400,7 +401,7 @@ def main():
     report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
                    backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
                    breaker=breaker, force=p["force"], persist=not module.check_mode)
-    if p["report_verdict"] or not report["ready"]:
+    if p["report_verdict"] or (not report["ready"] and p["fail_on_unhealthy"]):
         report[VERDICT_KEY] = verdict_of_report(report)
     if breaker.warning:
         module.warn(breaker.warning)

@@ -287,9 +287,7 @@ UNPLANNED: list[tuple[Any, ...]] = [
     ("a-verdict-whose-code-is-a-bool",
      crashed("h", role="winarena_image", msg="odd too", waa_verdict={"exit_code": True}), "odd too"),
     ("no-message-at-all", crashed("h", role="winarena_container", task="Create the storage directory"),
-     "task 'Create the storage directory' failed",
-     pytest.mark.xfail(strict=True, reason="verdict_of_result names the step (role) instead of the task: "
-                                           "\"task 'winarena_container' failed\"")),
+     "task 'Create the storage directory' failed"),
 ]
 
 
@@ -387,8 +385,6 @@ def test_a_failure_the_play_publishes_and_fails_again_keeps_its_verdict() -> Non
     assert_line_and_json_agree(result)
 
 
-@pytest.mark.xfail(strict=True, reason="reducer: every ok result with a waa_verdict emits a 'health' event, also "
-                                       "waa_publish's result in a rescue: 'not ready: image ... is not present'")
 def test_only_a_health_report_is_a_health_event() -> None:
     missing = verdict("image_pull", "image waa-missing:latest is not present", step="winarena_image")
     _, seen = reduce([*rescued_and_failed_again("a", failed("a", missing, role="winarena_image"), missing),
@@ -396,9 +392,6 @@ def test_only_a_health_report_is_a_health_event() -> None:
     assert not [e for e in seen if e.kind == "health"]
 
 
-@pytest.mark.xfail(strict=True, reason="reducer bug: _result calls _valid_verdict(report.get(VERDICT_KEY)), but "
-                                       "_valid_verdict is now codes.verdict_in, which takes the RESULT: the report's "
-                                       "verdict is never found and the host becomes 'aborted'")
 def test_a_rescued_failure_after_a_not_ready_report_leaves_the_reports_verdict() -> None:
     result, _ = reduce([
         probe_ok("reported", SERVER),
@@ -448,8 +441,6 @@ def test_a_deadline_keeps_ready_hosts_and_makes_the_others_unfinished() -> None:
     assert result.exit_code == codes.DEADLINE and "canceled" in result.hosts["a"].message
 
 
-@pytest.mark.xfail(strict=True, reason="reducer bug: a stopped run turns hosts that already FAILED into unfinished (8);"
-                                       " docs/exit-codes.md: hosts already ready or failed keep their own codes")
 def test_a_deadline_keeps_the_code_of_a_host_that_had_already_failed() -> None:
     result, _ = reduce([
         probe_ok("done", report()),
