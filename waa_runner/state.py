@@ -260,3 +260,19 @@ def lock_owner(description: str, run_id: str | None = None) -> dict[str, Any]:
         pidns = ""
     return {"run_id": run_id or uuid.uuid4().hex[:12], "what": description, "controller": socket.gethostname(),
             "pid": os.getpid(), "boot_id": boot, "pidns": pidns}
+
+
+def host_lock_vars(inventory: str, limit: str | None, description: str, wait_s: float = 0.0,
+                   timeout: float | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Extra variables for the playbooks' host-side lock (module waa_lock) of a waa-run run.
+
+    `waa_lock_takeover_own` is true only when this run's controller lock covers every targeted host
+    (the inventory resolved here): then a lease on one of them left by another run of this
+    controller is a killed run's, and is taken over at once instead of blocking until it expires.
+    """
+    return {
+        "waa_lock_owner": lock_owner(description, run_id),
+        "waa_lock_wait": float(wait_s),
+        "waa_lock_ttl": int(timeout) + 300 if timeout else 7200,
+        "waa_lock_takeover_own": bool(resolve_targets(inventory, limit)),
+    }

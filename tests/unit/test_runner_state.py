@@ -225,3 +225,16 @@ def test_exit_codes_load_the_collections_table_by_path():
     assert exit_codes.EXIT_CODES[64].name == "usage" and exit_codes.name(12) == "busy"
     assert os.path.samefile(exit_codes._table.__file__,
                             REPO / "plugins" / "module_utils" / "waa_exit_codes.py")
+
+
+def test_host_lock_vars_for_the_playbooks(tmp_path):
+    from waa_runner import collection
+
+    local = str(collection.local_inventory())
+    found = state.host_lock_vars(local, None, "waa-run up", wait_s=5, timeout=600)
+    assert found["waa_lock_owner"]["what"] == "waa-run up" and found["waa_lock_owner"]["pid"] == os.getpid()
+    assert found["waa_lock_wait"] == 5.0 and found["waa_lock_ttl"] == 900 and found["waa_lock_takeover_own"] is True
+    cloud = tmp_path / "x.azure_rm.yml"
+    cloud.write_text("plugin: azure.azcollection.azure_rm\n")
+    # the controller lock does not cover a cloud inventory's hosts: another run's lease is never broken
+    assert state.host_lock_vars(str(cloud), None, "waa-run up")["waa_lock_takeover_own"] is False
