@@ -12,6 +12,7 @@ seconds is killed and shown as such. Numbers are printed, never asserted (the te
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ def export(rev: str, into: Path) -> str:
     return str(into)
 
 
-def row(result: dict) -> str:
+def row(result: dict[str, Any]) -> str:
     if result.get("_killed"):
         return f"{'killed':<22} {'-':>7} {result['_wall_s']:>7.1f} {result['_peak_rss_mb']:>8.1f}"
     if "exit_code" not in result:

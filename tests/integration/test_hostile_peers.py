@@ -5,6 +5,8 @@ arrives within the deadline, and that the probe's peak RSS stays under 100 MB wh
 sends. No Docker needed: the peers are plain sockets on 127.0.0.1 and a Unix socket."""
 from __future__ import annotations
 
+from typing import Any, Callable, Union
+
 import pytest
 
 from tests.support import hostile
@@ -34,7 +36,8 @@ def _slowish_black_screen(host: HostileHost) -> None:
         0.9, hostile.answer(200, hostile.tar_of("waa-probe-screen.png", black), "application/x-tar"))
 
 
-CASES = {
+Setup = Union[str, Callable[[HostileHost], Any]]  # a QMP mode, or a function that changes the host's routes
+CASES: dict[str, tuple[Setup, str | None, int, list[str]]] = {
     # name: (setup, failed layer (None: ready), exit code, words in the message)
     "false_ready_slow_black_screen": (_slow_black_screen, "vm_boot", 5, ["screen"]),
     "false_ready_slowish_black_screen": (_slowish_black_screen, "vm_boot", 5, ["screen"]),
@@ -74,7 +77,7 @@ CASES = {
 }
 
 
-def run_case(name: str, code_root: str | None = None, kill_after_s: float = 60.0) -> dict:
+def run_case(name: str, code_root: str | None = None, kill_after_s: float = 60.0) -> dict[str, Any]:
     setup = CASES[name][0]
     host = HostileHost()
     try:
@@ -89,7 +92,7 @@ def run_case(name: str, code_root: str | None = None, kill_after_s: float = 60.0
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_hostile_peer_gets_a_verdict_in_time_and_in_bounded_memory(name):
+def test_a_hostile_peer_gets_a_verdict_in_time_and_in_bounded_memory(name: str) -> None:
     _setup, layer, code, words = CASES[name]
     result = run_case(name)
     assert not result["_killed"] and "exit_code" in result, result.get("_output") or result
@@ -105,7 +108,7 @@ def test_a_hostile_peer_gets_a_verdict_in_time_and_in_bounded_memory(name):
         assert "\n" not in result["msg"]
 
 
-def test_the_false_ready_case_says_the_screen_was_not_checked():
+def test_the_false_ready_case_says_the_screen_was_not_checked() -> None:
     """The brief's reproduction, worded for a user: not ready, the screen, and why."""
     result = run_case("false_ready_slow_black_screen")
     assert result["ready"] is False and result["exit_code"] == 5

@@ -28,7 +28,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 TRICKLE_S = 0.5
@@ -157,7 +157,7 @@ def head(status: int = 200, content_type: str = "application/json", length: int 
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def answer(status: int, body: bytes | str | dict, content_type: str = "application/json") -> Route:
+def answer(status: int, body: bytes | str | dict[str, Any], content_type: str = "application/json") -> Route:
     if isinstance(body, dict):
         body = json.dumps(body)
     data = body.encode() if isinstance(body, str) else body
@@ -187,7 +187,10 @@ def slow_headers(body: bytes = b'{"status": "Probe successful", "message": "ok"}
 
 
 def slow_body(body: bytes = b'{"status": "Probe successful", "message": "ok"}' + b" " * 200) -> Route:
-    return lambda conn: (conn.send(head(200, "application/json", len(body))), conn.trickle(body))[-1]
+    def route(conn: Conn) -> None:
+        if conn.send(head(200, "application/json", len(body))):
+            conn.trickle(body)
+    return route
 
 
 def silence() -> Route:
@@ -199,7 +202,10 @@ def garbage() -> Route:
 
 
 def delayed(seconds: float, route: Route) -> Route:
-    return lambda conn: None if conn.stop.wait(seconds) else route(conn)
+    def later(conn: Conn) -> None:
+        if not conn.stop.wait(seconds):
+            route(conn)
+    return later
 
 
 def repeated(prefix: bytes, unit: bytes, suffix: bytes, total: int) -> Iterator[bytes]:
@@ -336,7 +342,7 @@ class HostileHost:
         self.peers = [self.engine_peer, self.web_peer, self.server_peer, self.qmp_peer]
         return self
 
-    def args(self, **extra) -> dict:
+    def args(self, **extra: Any) -> dict[str, Any]:
         return {"docker_host": self.socket, "host": "127.0.0.1", "container_name": self.name,
                 "ports": {"novnc": self.web_peer.port, "server": self.server_peer.port, "qmp": self.qmp_peer.port},
                 "breaker_threshold": 0, "breaker_state_dir": os.path.join(self.dir, "breaker"), **extra}
@@ -348,7 +354,7 @@ class HostileHost:
 
 
 # -- running the module in a child process ---------------------------------------------------------------
-def run_probe(args: dict, kill_after_s: float = 60.0, code_root: str | None = None) -> dict:
+def run_probe(args: dict[str, Any], kill_after_s: float = 60.0, code_root: str | None = None) -> dict[str, Any]:
     """The module's result in a child Python (what AnsiballZ runs), plus `_rc`, `_wall_s`,
     `_peak_rss_mb` (the child's own VmHWM) and `_killed` (it outlived `kill_after_s`).
     `code_root`: a directory holding another ansible_collections tree to import instead."""
@@ -367,7 +373,7 @@ def run_probe(args: dict, kill_after_s: float = 60.0, code_root: str | None = No
     wall = time.monotonic() - started
     out.seek(0)
     text = out.read().decode("utf-8", "replace")
-    result: dict = {}
+    result: dict[str, Any] = {}
     for line in reversed(text.splitlines()):
         if line.startswith("{"):
             try:
@@ -387,7 +393,7 @@ def _child(args_json: str) -> None:
     from ansible_collections.openadapt.waa.plugins.modules import waa_health_probe
 
     with patch_module_args(json.loads(args_json)):
-        waa_health_probe.main()
+        waa_health_probe.main()  # type: ignore[no-untyped-call]  # the module is Python-2-style, untyped
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def run_module(capsys, args: dict, check_mode: bool = False) -> tuple[int, dict]
         args = dict(args, _ansible_check_mode=True)
     with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
         waa_health_probe.main()
-    return exit_info.value.code, json.loads(capsys.readouterr().out)
+    return int(exit_info.value.code or 0), json.loads(capsys.readouterr().out)
 
 
 def host_args(host, tmp_path, **extra) -> dict:
