@@ -87,7 +87,7 @@ def test_cmd_builtins(state):
 
 def test_nothing_is_ever_run(state, tmp_path):
     marker = tmp_path / "ran"
-    for command in ([f"python", "-c", f"__import__('os').system('touch {marker}')"],
+    for command in (["python", "-c", f"__import__('os').system('touch {marker}')"],
                     ["python", "-c", f"import os; os.system('touch {marker}')"],
                     ["python", "-c", f"exec(\"open('{marker}', 'w')\")"],
                     ["python", "-c", f"import subprocess; subprocess.run(['touch', '{marker}'])"],
@@ -114,3 +114,14 @@ def test_cmd_redirections_and_folders(state):
     assert run(state, r"echo one > C:\Temp\out.txt & echo two >> C:\Temp\out.txt", True) == ("", "", 0)
     assert state.files.read(r"C:\Temp\out.txt") == b"one  \r\ntwo \r\n"  # cmd keeps the spaces around the redirection
     assert run(state, "nosuch 2>&1", True)[0].startswith("'nosuch' is not recognized")
+
+
+@pytest.mark.parametrize("code", [
+    "x = 'a' * 1000\nfor i in [0] * 64:\n    x = x + x\nprint(len(x))",
+    "s = 'a' * 100000\nprint(len(s.replace('a', s)))",
+    "s = 'b' * 100000\nprint(len(s.join([s] * 100)))",
+    "for i in [0] * 1000:\n    print('x' * 100000)",
+])
+def test_snippets_stay_bounded(state, code):
+    out, err, code_rc = run(state, ["python", "-c", code], False)
+    assert len(out) <= (1 << 20) + 100000 and code_rc == 0

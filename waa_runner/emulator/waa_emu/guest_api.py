@@ -163,6 +163,7 @@ class GuestHandler(BaseHTTPRequestHandler):
     server_version = "Werkzeug/3.0.3"
     sys_version = "Python/3.9.13"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds a client may stay silent mid-request or idle between keep-alive requests
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -8,13 +8,14 @@ import ntpath
 import subprocess
 import time
 from collections import namedtuple
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .config import SCREEN_H, SCREEN_W
 from .desktop import HOME, HOSTNAME, OS_VERSION, PYTHON_VERSION, USER, WINDOWS
 from .guest_files import ENV, expand, normalize
+from .pyfiles import GuestException, GuestFile, _exists, _file_method, _listdir, _open, _remove, _stat
 
 if TYPE_CHECKING:
     from .pysnippet import Interpreter
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>", "__bool__": lambda self: False})()
 Point = namedtuple("Point", "x y")  # pyautogui's own types: str() prints Point(x=720, y=450)
 Size = namedtuple("Size", "width height")
-StatResult = namedtuple("StatResult", "st_mode st_size st_mtime st_file_attributes")
+MAX_PRINTED = 1 << 20
 STR_METHODS = frozenset(("startswith", "endswith", "strip", "lstrip", "rstrip", "lower", "upper", "split",
                          "splitlines", "replace", "join", "find", "count", "title", "encode", "decode"))
 
@@ -31,16 +32,6 @@ STR_METHODS = frozenset(("startswith", "endswith", "strip", "lstrip", "rstrip", 
 class Ref:
     """A module, function or constant of the guest, by its dotted name (`os.path.exists`)."""
     name: str
-
-
-class GuestException(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.lineno = kind, message, 0
-
-
-def not_found(path: str) -> GuestException:
-    return GuestException("FileNotFoundError", f"[WinError 2] The system cannot find the file specified: {path!r}")
 
 
 @dataclass
@@ -57,14 +48,6 @@ class GuestWindow:  # pygetwindow.Win32Window
     def __repr__(self) -> str:
         return (f'<Win32Window left="{self.left}", top="{self.top}", width="{self.width}", '
                 f'height="{self.height}", title="{self.title}">')
-
-
-@dataclass
-class GuestFile:
-    path: str
-    mode: str
-    data: bytes = b""
-    written: list[bytes] = field(default_factory=list)
 
 
 def windows() -> list[GuestWindow]:
@@ -90,55 +73,6 @@ def _move(it: "Interpreter", args: list[Any], kwargs: dict[str, Any], relative: 
     if isinstance(x, (int, float)) and isinstance(y, (int, float)):
         cx, cy = it.state.desktop.cursor
         it.state.desktop.move_cursor(int(cx + x) if relative else int(x), int(cy + y) if relative else int(y))
-
-
-def _exists(it: "Interpreter", path: Any) -> bool:
-    return isinstance(path, str) and it.state.files.exists(path)
-
-
-def _stat(it: "Interpreter", path: Any) -> StatResult:
-    if not isinstance(path, str) or not it.state.files.exists(path):
-        raise not_found(str(path))
-    if it.state.files.is_dir(path):
-        return StatResult(16895, 0, 0.0, 16)
-    return StatResult(33206, len(it.state.files.read(path)), time.time(), 32)
-
-
-def _listdir(it: "Interpreter", path: Any = ".") -> list[str]:
-    try:
-        return it.state.files.listdir(str(path))
-    except OSError:
-        raise GuestException("FileNotFoundError", f"[WinError 3] The system cannot find the path specified: "
-                                                  f"{path!r}") from None
-
-
-def _remove(it: "Interpreter", path: Any) -> None:
-    try:
-        it.state.files.remove(str(path))
-    except OSError:
-        raise not_found(str(path)) from None
-
-
-def _open(it: "Interpreter", path: Any, mode: Any = "r", *args: Any, **kwargs: Any) -> GuestFile:
-    if not isinstance(path, str) or not isinstance(mode, str):
-        raise GuestException("TypeError", "expected str, bytes or os.PathLike object")
-    if "r" in mode and "+" not in mode:
-        try:
-            return GuestFile(normalize(path), mode, it.state.files.read(path))
-        except OSError:
-            raise GuestException("FileNotFoundError", f"[Errno 2] No such file or directory: {path!r}") from None
-    if not it.state.files.is_dir(ntpath.dirname(normalize(path))):
-        raise GuestException("FileNotFoundError", f"[Errno 2] No such file or directory: {path!r}")
-    data = it.state.files.read(path) if "a" in mode and it.state.files.is_file(path) else b""
-    handle = GuestFile(normalize(path), mode, data)
-    it.names.setdefault("__open_files__", []).append(handle)
-    return handle
-
-
-def flush_files(it: "Interpreter") -> None:
-    for handle in it.names.get("__open_files__", []):
-        if handle.written or "w" in handle.mode:
-            it.state.files.write(handle.path, handle.data + b"".join(handle.written))
 
 
 def _run(it: "Interpreter", args: Any, *rest: Any, **kwargs: Any) -> Any:
@@ -167,6 +101,8 @@ def _print(it: "Interpreter", *args: Any, **kwargs: Any) -> None:
     if any(a is UNKNOWN for a in args):
         return  # print() of something the emulator does not model prints nothing: docs/emulator.md
     target = it.err if kwargs.get("file") == Ref("sys.stderr") else it.out
+    if sum(len(chunk) for chunk in target) > MAX_PRINTED:
+        return  # the reply is capped: docs/emulator.md
     target.append(str(kwargs.get("sep", " ")).join(str(a) for a in args) + str(kwargs.get("end", "\n")))
 
 
@@ -253,6 +189,8 @@ def call(it: "Interpreter", func: Any, args: list[Any], kwargs: dict[str, Any]) 
     if isinstance(func, tuple) and len(func) == 2 and isinstance(func[1], GuestFile):
         return _file_method(func[0], func[1], args)
     if callable(func) and getattr(func, "__self__", None).__class__ is str:  # a whitelisted str method
+        if _str_result_too_big(func.__self__, func.__name__, args):
+            return UNKNOWN
         try:
             return func(*args, **kwargs)
         except (TypeError, ValueError):
@@ -272,16 +210,16 @@ def call(it: "Interpreter", func: Any, args: list[Any], kwargs: dict[str, Any]) 
         raise GuestException("TypeError", str(err)) from None
 
 
-def _file_method(method: str, handle: GuestFile, args: list[Any]) -> Any:
-    if method == "file.read":
-        return handle.data if "b" in handle.mode else handle.data.decode("utf-8", "replace").replace("\r\n", "\n")
-    if method == "file.readlines":
-        return handle.data.decode("utf-8", "replace").replace("\r\n", "\n").splitlines(keepends=True)
-    if method == "file.write" and args:
-        data = args[0] if isinstance(args[0], bytes) else str(args[0]).replace("\n", "\r\n").encode()
-        handle.written.append(data)
-        return len(args[0])
-    return handle if method == "file.__enter__" else None
+def _str_result_too_big(text: str, method: str, args: list[Any]) -> bool:
+    """replace() and join() can multiply sizes: refuse results over the output cap before building them."""
+    from .pysnippet import MAX_OUTPUT
+
+    if method == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = len(text) + 1 if args[0] == "" else text.count(args[0])
+        return len(text) + count * len(args[1]) > MAX_OUTPUT
+    if method == "join" and args and isinstance(args[0], (list, tuple)):
+        return sum(len(str(item)) for item in args[0]) + len(text) * len(args[0]) > MAX_OUTPUT
+    return False
 
 
 def set_attribute(it: "Interpreter", target: Any, name: str, value: Any) -> None:

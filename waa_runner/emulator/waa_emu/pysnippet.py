@@ -9,22 +9,24 @@ import operator
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from . import pyguest
+from . import pyfiles, pyguest
 from .desktop import PYTHON_VERSION
 from .guest_files import normalize
-from .pyguest import UNKNOWN, GuestException, Ref
+from .pyfiles import GuestException
+from .pyguest import UNKNOWN, Ref
 from .state import State
 
 Result = tuple[str, str, int]
 MAX_CODE = 1 << 20
 MAX_OUTPUT = 1 << 20
 MAX_STEPS = 10_000
-BINOPS: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
-          ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.BitAnd: operator.and_,
-          ast.BitOr: operator.or_})
-COMPARE: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-           ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-           ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not})
+BINOPS: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.BitAnd: operator.and_, ast.BitOr: operator.or_})
+COMPARE: Mapping[type, Callable[[Any, Any], Any]] = MappingProxyType({
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_,
+    ast.IsNot: operator.is_not})
 
 
 class Exit(Exception):
@@ -59,7 +61,7 @@ class Interpreter:
         except Exit as done:
             code_rc = done.code
         finally:
-            pyguest.flush_files(self)
+            pyfiles.flush_files(self)
         return "".join(self.out)[:MAX_OUTPUT], "".join(self.err)[:MAX_OUTPUT], code_rc
 
     def block(self, body: list[ast.stmt]) -> None:
@@ -134,7 +136,9 @@ class Interpreter:
             return pyguest.BUILTINS.get(node.id, UNKNOWN)
         if isinstance(node, ast.JoinedStr):
             parts = [self.eval(v) for v in node.values]
-            return UNKNOWN if UNKNOWN in parts else "".join(str(p) for p in parts)
+            if UNKNOWN in parts or sum(len(str(p)) for p in parts) > MAX_OUTPUT:
+                return UNKNOWN
+            return "".join(str(p) for p in parts)
         if isinstance(node, ast.FormattedValue):
             shown = self.eval(node.value)
             return UNKNOWN if shown is UNKNOWN else (repr(shown) if node.conversion == ord("r") else str(shown))
@@ -193,8 +197,13 @@ class Interpreter:
     def binop(op: ast.operator, left: Any, right: Any) -> Any:
         if left is UNKNOWN or right is UNKNOWN or type(op) not in BINOPS:
             return UNKNOWN
-        if isinstance(op, ast.Mult) and isinstance(left, (str, list)) and isinstance(right, int):
-            if len(left) * right > MAX_OUTPUT:
+        sized = (str, bytes, list, tuple)
+        if isinstance(op, ast.Mult):  # a sequence times a number: bounded like everything the guest keeps
+            seq, times = (left, right) if isinstance(left, sized) else (right, left)
+            if isinstance(seq, sized) and isinstance(times, int) and len(seq) * times > MAX_OUTPUT:
+                return UNKNOWN
+        if isinstance(op, ast.Add) and isinstance(left, sized) and isinstance(right, sized):
+            if len(left) + len(right) > MAX_OUTPUT:
                 return UNKNOWN
         try:
             return BINOPS[type(op)](left, right)

@@ -78,6 +78,7 @@ class WebHandler(BaseHTTPRequestHandler):
     server_version = "nginx"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 120
 
     def log_message(self, format: str, *args: Any) -> None:  # the real nginx logs to /dev/null
         pass
