@@ -373,6 +373,8 @@ class _QMPReader(object):
             if stripped:
                 try:
                     document, end = self.decoder.raw_decode(stripped)
+                except RecursionError:
+                    raise TransportError("%s: sent JSON nested too deep" % self.exchange.what)
                 except ValueError:
                     if not stripped.startswith("{"):  # every QMP message is an object: this is garbage
                         raise TransportError("%s: sent something that is not JSON: %r"

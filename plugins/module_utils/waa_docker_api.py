@@ -87,9 +87,13 @@ def socket_path_of(docker_host):
 
 
 def json_body(body):
+    """The decoded JSON document; ValueError when it is not JSON (or nested too deep to decode)."""
     if not body:
         return None
-    return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    try:
+        return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except RecursionError:
+        raise ValueError("the JSON document is nested too deep")
 
 
 def _error_message(body):
@@ -256,6 +260,8 @@ class DockerClient(object):
                         break
                     try:
                         document, end = decoder.raw_decode(stripped)
+                    except RecursionError:
+                        raise DockerUnavailable("stream from engine at %s: JSON nested too deep" % self.socket_path)
                     except ValueError:
                         buffer = stripped
                         if len(buffer) > MAX_DOCUMENT:

@@ -315,9 +315,10 @@ class Prober(object):
             "exists": True, "status": state.get("Status"), "running": bool(state.get("Running")),
             "restarting": bool(state.get("Restarting")), "oom_killed": bool(state.get("OOMKilled")),
             "exit_code": state.get("ExitCode"), "restart_count": info.get("RestartCount", 0),
-            "started_at": state.get("StartedAt"), "image": (info.get("Config") or {}).get("Image"),
+            "started_at": state.get("StartedAt"),
+            "image": info["Config"].get("Image") if isinstance(info.get("Config"), dict) else None,
         }
-        self.started_at = parse_docker_time(state.get("StartedAt"))
+        self.started_at = parse_docker_time(state.get("StartedAt") if isinstance(state.get("StartedAt"), str) else None)
         problem = None
         hint = HINTS["container_stopped"]
         if state.get("OOMKilled"):
@@ -424,7 +425,7 @@ class Prober(object):
                                 hint=HINTS["server"])
         try:
             payload = json.loads(body.decode("utf-8"))
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
         if status != 200 or not isinstance(payload, dict) or payload.get("status") != PROBE_JSON_STATUS:
             return layer_result("waa_server", False, "/probe answered %s %s" % (status, _text(body, 80)),

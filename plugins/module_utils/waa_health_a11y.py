@@ -9,8 +9,8 @@ incremental scanner of the JSON object that decodes only the `AT` string (C-spee
 time) into an `xml.etree.ElementTree.XMLPullParser`; every element is cleared and dropped from
 its parent once it ends, so memory stays at one piece plus the open elements. The answer is known
 as soon as the tree is non-empty "enough": at least one complete window under the root and
-ENOUGH_CHARS of tree read (or the end of the tree). A tree with no window after MAX_TREE_CHARS is
-refused. DTDs are refused (entity expansion, "billion laughs"): the WAA server never sends one.
+ENOUGH_CHARS of tree read (or the end of the tree). A tree with no window after MAX_TREE_CHARS, or
+nested deeper than MAX_DEPTH, is refused. DTDs are refused (entity expansion, "billion laughs"): the WAA server never sends one.
 Standard library only.
 
     count_windows(pieces) -> TreeCount(found, root, windows, complete, chars)
@@ -29,6 +29,7 @@ from xml.etree import ElementTree
 ENOUGH_CHARS = 1 << 20  # with a window seen, stop reading after 1 MB of tree
 MAX_TREE_CHARS = 16 << 20  # no window after 16 MB of tree: refused
 MAX_KEY_CHARS = 1024
+MAX_DEPTH = 2000  # a desktop's UIA tree is tens of levels deep; millions of open elements would not fit
 FEED_CHARS = 64 * 1024
 
 TreeCount = namedtuple("TreeCount", ["found", "root", "windows", "complete", "chars"])
@@ -210,6 +211,8 @@ class _Counter(object):
         # still held by the parser's builder and self.stack, which keeps building them.
         for element in self.stack:
             del element[:]
+        if len(self.stack) > MAX_DEPTH:
+            raise TreeError("the tree is nested deeper than %d elements (refused)" % MAX_DEPTH)
 
     def close(self):
         self.flush()

@@ -55,6 +55,10 @@ CASES: dict[str, tuple[Setup, str | None, int, list[str]]] = {
     "a11y_28mb_tree_without_windows": (
         lambda h: h.server.update({"/accessibility": hostile.huge_tree(windows=False)}), "accessibility", 7,
         ["larger than 16 MB"]),
+    "a11y_nesting_bomb_16mb": (lambda h: h.server.update({"/accessibility": hostile.deep_tree()}), "accessibility",
+                               7, ["nested deeper than"]),
+    "server_json_nesting_bomb": (lambda h: h.server.update({"/probe": hostile.answer(200, b"[" * 60000)}),
+                                 "waa_server", 6, ["answered 200"]),
     "a11y_xml_entity_bomb": (lambda h: h.server.update({"/accessibility": hostile.xml_bomb()}), "accessibility", 7,
                              ["DTD"]),
     "screendump_300mb": (lambda h: (h.engine.update({"/containers/winarena/archive": hostile.huge_stream(300 << 20)}),

@@ -241,6 +241,11 @@ def huge_tree(total: int = 28 << 20, windows: bool = True) -> Route:
     return lambda conn: sized(lambda: repeated(prefix, unit, suffix, size), size)(conn)
 
 
+def deep_tree(total: int = 16 << 20) -> Route:
+    """`{"AT": "<a><a><a>...`: millions of open elements (a nesting bomb)."""
+    return lambda conn: sized(lambda: repeated(b'{"AT": "<desktop>', b"<a>", b'"}', total), total)(conn)
+
+
 def xml_bomb() -> Route:
     entities = '<!ENTITY a0 "<w/>">' + "".join(f'<!ENTITY a{i} "{("&a%d;" % (i - 1)) * 10}">' for i in range(1, 9))
     tree = f'<?xml version="1.0"?><!DOCTYPE desktop [{entities}]><desktop>&a8;</desktop>'
