@@ -23,6 +23,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -43,7 +44,8 @@ BASE_CONTAINERFILE = """\
 FROM waa-base:bookworm
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/ee-wheels \\
     PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip git >/dev/null
+# The package lists stay: the final stage installs bindep.txt's packages with apt-get.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
 COPY wheels /opt/ee-wheels
 RUN python3 -m pip install -q {core} {runner}
 """
@@ -138,9 +140,19 @@ def probe_in_ee(image: str, handle, tmp_path: Path, **extra) -> subprocess.Compl
     vars_file = tmp_path / "vars.json"
     vars_file.write_text(json.dumps(variables))
     argv = ["docker", "run", "--rm", "--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock",
-            "-v", f"{vars_file}:/runner/vars.json:ro", "-e", "ANSIBLE_NOCOLOR=1", image,
+            "-v", f"{vars_file}:/runner/vars.json:ro", "-e", "ANSIBLE_NOCOLOR=1",
+            # The set_stats data AWX keeps as job artifacts, printed by the default callback.
+            "-e", "ANSIBLE_SHOW_CUSTOM_STATS=1", image,
             "ansible-playbook", "openadapt.waa.probe", "-i", "localhost,", "-c", "local", "-e", "@/runner/vars.json"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def published_verdicts(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The `waa_verdicts` custom stats of the run (set_stats, aggregated): host -> verdict."""
+    marker = "\tRUN: "
+    assert marker in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
+    stats, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index(marker) + len(marker):])
+    return dict(stats["waa_verdicts"])
 
 
 def test_the_ee_holds_the_collection_and_its_python_needs(ee_image):
@@ -155,7 +167,8 @@ def test_probe_playbook_in_the_ee_says_ready(ee_image, emulator, tmp_path):
     handle = emulator(env=FAST_ENV)
     proc = probe_in_ee(ee_image, handle, tmp_path, waa_probe_wait=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert f"localhost: ready" in proc.stdout, proc.stdout[-4000:]
+    verdict = published_verdicts(proc)["localhost"]
+    assert (verdict["exit_code"], verdict["exit_name"]) == (0, "ready"), verdict
 
 
 def test_probe_playbook_in_the_ee_names_the_waa_server_layer_and_exit_code_6(ee_image, emulator, tmp_path):
@@ -163,11 +176,14 @@ def test_probe_playbook_in_the_ee_names_the_waa_server_layer_and_exit_code_6(ee_
     ready = probe_in_ee(ee_image, handle, tmp_path, waa_probe_wait=True)
     assert ready.returncode == 0, ready.stdout[-4000:]
     handle.exec("waa-emu-fault", "server_down")
-    # A report, not a failure (the playbook's default): the verdict line names the layer and code.
+    # A report, not a failure (the playbook's default): the published verdict names layer and code.
     report = probe_in_ee(ee_image, handle, tmp_path)
     assert report.returncode == 0, report.stdout[-4000:]
-    assert "NOT READY" in report.stdout and "waa_server" in report.stdout and "exit code 6" in report.stdout, \
-        report.stdout[-4000:]
-    # Asked to fail (waa_probe_fail=true), the host fails with the same verdict.
+    verdict = published_verdicts(report)["localhost"]
+    assert (verdict["exit_code"], verdict["layer"]) == (6, "waa_server"), verdict
+    assert verdict["message"] and verdict["hint"]
+    # Asked to fail (waa_probe_fail=true), the host fails, and publishes the same verdict.
     failed = probe_in_ee(ee_image, handle, tmp_path, waa_probe_fail=True)
-    assert failed.returncode != 0 and "exit code 6" in failed.stdout, failed.stdout[-4000:]
+    assert failed.returncode == 2, failed.stdout[-4000:]
+    verdict = published_verdicts(failed)["localhost"]
+    assert (verdict["exit_code"], verdict["layer"]) == (6, "waa_server"), verdict
