@@ -276,7 +276,7 @@ class HTTPResponse(object):
             while True:
                 line = self._line(MAX_LINE, "chunk header")
                 try:
-                    size = int(line.split(b";")[0].strip() or b"x", 16)
+                    size = int(line.split(b";", 1)[0].strip() or b"x", 16)
                 except ValueError:
                     raise TransportError("%s: bad chunk header %r" % (self.what, line[:40]))
                 if size == 0:

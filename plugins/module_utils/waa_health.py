@@ -412,8 +412,8 @@ class Prober(object):
             except (ValueError, zlib.error, struct.error) as err:
                 problems.append("%s: %s" % (source, err))
                 continue
-            return ("black" if black else "desktop"), "%s, %sx%s%s" % (source, size[0], size[1],
-                                                                      ", black" if black else "")
+            how = "%s, %sx%s%s" % (source, size[0], size[1], ", black" if black else "")
+            return ("black" if black else "desktop"), how
         return "unchecked", "; ".join(problems)
 
     def waa_server(self, deadline):

@@ -99,7 +99,7 @@ class Breaker(object):
             try:
                 data = json.loads(raw.decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as err:
-                problem = "not JSON (%s)" % str(err).split(":")[0]
+                problem = "not JSON (%s)" % str(err).split(":", 1)[0]
         if problem is None:
             problem = _invalid(data)
         if problem:

@@ -38,7 +38,7 @@ class PngError(ValueError):
 
 
 def _chunks(data):
-    if not bytes(data[:len(SIGNATURE)]) == SIGNATURE:
+    if bytes(data[:len(SIGNATURE)]) != SIGNATURE:
         raise PngError("not a PNG")
     view = memoryview(data)
     offset = len(SIGNATURE)

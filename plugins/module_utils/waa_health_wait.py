@@ -35,6 +35,9 @@ from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_breaker i
 )
 
 CIRCUIT_LAYER = "circuit_breaker"
+# The breaker's names stay importable from here, where the first callers found them.
+__all__ = ["Backoff", "probe", "stops_the_wait", "circuit_open_report", "CIRCUIT_LAYER",
+           "CLOSED", "DISABLED", "HALF_OPEN", "OPEN", "STATE_DIRS", "Breaker", "default_state_dir", "iso"]
 
 
 class Backoff(object):
