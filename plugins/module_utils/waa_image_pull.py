@@ -339,6 +339,12 @@ def lease_left(path, now=None):
 def process_start(pid):
     """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): a pid and its
     start time name one process, even after the pid is reused. None when it does not exist."""
+    if not os.path.exists("/proc/self/stat"):  # no procfs: only whether the pid exists
+        try:
+            os.kill(int(pid), 0)
+            return "alive"
+        except (OSError, ValueError, TypeError):
+            return None
     try:
         with open("/proc/%d/stat" % int(pid)) as handle:
             fields = handle.read().rsplit(")", 1)[1].split()

@@ -141,8 +141,14 @@ present:
   returned: always
   type: bool
 started:
-  description: With O(background=true), whether a pull worker was started (the image was missing).
+  description: With O(background=true), whether a pull worker runs for this image now (the image was missing).
   returned: always
+  type: bool
+joined:
+  description:
+    - Whether a worker already pulling this image on this engine was joined instead of starting a
+      second one (another run pulls it for another container, or an abandoned run's worker).
+  returned: when started
   type: bool
 worker_pid:
   description: The pull worker's process id on the host.
@@ -185,7 +191,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_docker_api as docker_api
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_image_pull import (
-    PullError, inspect_image, lease_path, pull_sources, read_progress, run_pull, spawn_worker, stop_worker,
+    PullError, inspect_image, lease_path, pull_sources, read_progress, run_pull, spawn_worker, worker_alive,
     write_lease, write_progress,
 )
 
@@ -254,8 +260,14 @@ def main():
     }
     if p["background"]:
         progress_file = p["progress_file"]
-        # A worker of an earlier, abandoned run of this pull (the host lock keeps live runs apart).
-        stop_worker(read_progress(progress_file))
+        previous = read_progress(progress_file)
+        if previous and not previous.get("done") and worker_alive(previous):
+            # Another run pulls this very image on this engine right now (another container of the
+            # same host), or an abandoned run's worker still does: join it rather than pull twice.
+            if previous.get("lease_file"):
+                write_lease(previous["lease_file"], max(p["first_poll_grace"], 1))
+            result.update(started=True, joined=True, worker_pid=previous.get("worker_pid"), pull_progress=previous)
+            module.exit_json(**result)
         job.update(progress_file=progress_file, lease_file=lease_path(progress_file))
         try:
             os_remove(progress_file)
@@ -263,7 +275,7 @@ def main():
             first = spawn_worker(job)
         except (PullError, IOError, OSError) as err:
             fail("image_pull", "could not start the pull: %s" % err)
-        result.update(started=True, worker_pid=first.get("worker_pid"), pull_progress=first)
+        result.update(started=True, joined=False, worker_pid=first.get("worker_pid"), pull_progress=first)
         module.exit_json(**result)
 
     final = run_pull(job, client, lambda snapshot: write_progress(p["progress_file"], snapshot))
