@@ -107,8 +107,8 @@ def describe(holder):
         return "another run"
     where = holder.get("controller") or "an unknown controller"
     pid = " pid %s" % holder["pid"] if holder.get("pid") else ""
-    return "run %s (%s,%s on %s, started %s)" % (holder.get("run_id") or "?", holder.get("what") or "a run", pid,
-                                                where, holder.get("since") or "?")
+    return "run %s (%s,%s on %s, started %s)" % (
+        holder.get("run_id") or "?", holder.get("what") or "a run", pid, where, holder.get("since") or "?")
 
 
 def stale_reason(holder, owner, now=None, takeover_own=False):
@@ -175,8 +175,8 @@ class HostLock(object):
     def _record(self, owner, ttl, now, since=None):
         record = {
             "run_id": owner.get("run_id"), "what": owner.get("what") or "a run",
-            "controller": owner.get("controller") or "", "since": since or time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                          time.gmtime(now)),
+            "controller": owner.get("controller") or "",
+            "since": since or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "expires_at": now + ttl, "boot_id": boot_id(), "pidns": pid_namespace(),
             "pid": owner.get("pid"), "pid_start": None,
         }

@@ -25,7 +25,7 @@ description:
     the result with the primary name.
   - Talks to the engine API on its Unix socket; needs no Docker SDK and no CLI.
 author:
-  - openadapt.waa contributors
+  - openadapt.waa contributors (@openadapt)
 options:
   name:
     description: Image reference without digest, e.g. C(windowsarena/winarena:latest).

@@ -15,7 +15,7 @@ description:
   - Reads the progress file that the pull worker of M(openadapt.waa.waa_image) (O(openadapt.waa.waa_image#module:background=true))
     writes, so a task with C(until) can show bytes and layers while the pull runs.
   - Each call renews the worker's lease for O(lease) seconds. A worker whose lease runs out
-    (nobody polls: the controller was killed or the run cancelled) stops the pull and exits, so a
+    (nobody polls, because the controller was killed or the run cancelled) stops the pull and exits, so a
     cancelled run leaves no process behind on the host.
   - When the pull is done, returns its result (present, image_id, source, pull_attempts), or fails
     with the pull's verdict (exit code 3, image_pull). A worker that died without a result is a
@@ -23,7 +23,7 @@ description:
   - Each retry of such a task carries C(pull_progress) in its result, which C(waa-run) shows
     as a live progress line with an ETA.
 author:
-  - openadapt.waa contributors
+  - openadapt.waa contributors (@openadapt)
 options:
   progress_file:
     description: The file given to M(openadapt.waa.waa_image) as O(openadapt.waa.waa_image#module:progress_file).

@@ -22,7 +22,7 @@ description:
   - A live holder makes O(state=acquired) wait up to O(wait) seconds, then fail with exit code 12
     (C(busy)) and a verdict naming the holder.
 author:
-  - openadapt.waa contributors
+  - openadapt.waa contributors (@openadapt)
 options:
   name:
     description: What the lock protects, normally the container's name (C(winarena)).
@@ -37,7 +37,7 @@ options:
     description:
       - Who holds it. C(run_id) (required; the same for every task of one run), C(what)
         (e.g. C(waa-run up)), C(controller) (a name for the controller), C(pid) (the controller
-        process), C(boot_id) and C(pidns) (the controller's boot and pid namespace: when they match
+        process), C(boot_id) and C(pidns) (the controller's boot and pid namespace; when they match
         the host's, a dead C(pid) frees the lock at once).
       - Without C(pid), the module records the ansible-playbook process above it when there is one
         on this machine (local connection).
@@ -52,7 +52,7 @@ options:
     type: float
     default: 0
   takeover_own:
-    description: Treat a lease of the same O(owner.controller) (another run id) as stale.
+    description: Treat a lease of the same C(controller) in O(owner) (another run id) as stale.
     type: bool
     default: false
   lock_dir:
