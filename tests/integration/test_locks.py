@@ -249,3 +249,55 @@ def test_a_plain_ansible_playbook_run_on_this_machine_frees_its_lock_when_it_end
     assert rc == 0 and holder["pid"] and holder["pid_start"], holder
     rc, result = lock.run({"run_id": "plain-next", "controller": "someone"})
     assert rc == 0 and result["took_over"]["stale"] == f"its process {holder['pid']} is gone", result
+
+
+# ------------------------------------------------------------ the host lock through the playbooks
+def playbooks_take_the_host_lock() -> bool:
+    return "openadapt.waa.waa_lock" in (REPO / "playbooks" / "vm_setup.yml").read_text()
+
+
+@pytest.mark.skipif(not playbooks_take_the_host_lock(), reason="playbooks/vm_setup.yml does not take the host lock "
+                    "(openadapt.waa.waa_lock) yet: docs/security.md")
+def test_a_run_from_another_controller_holds_the_host_and_a_dead_one_does_not(tmp_path, lock_dir):
+    from ansible_collections.openadapt.waa.plugins.module_utils import _waa_lock
+
+    container = f"waa-lock-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "inventory.yml"
+    path.write_text(json.dumps({"waa": {
+        "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                                "waa_container_name": container}},
+        "vars": {"waa_docker_install": False, "waa_docker_manage_config": False}}}))
+    host_lock = _waa_lock.HostLock(container)
+    other = {"run_id": "elsewhere-1", "what": "waa-run up", "controller": "controller-2", "pid": 4321,
+             "boot_id": "another-machine", "pidns": "pid:[1]"}
+    host_lock.try_acquire(other, ttl=600)
+    try:
+        busy = subprocess.run([WAA_RUN, "vm-setup", "-i", str(path), "--image", "waa-lock-test/none:x", "--no-pull",
+                               "--state-dir", str(tmp_path / "state"), "--json"],
+                              capture_output=True, text=True, cwd=str(REPO), timeout=300)
+        report = json.loads(busy.stdout)
+        assert busy.returncode == 12 and report["hosts"]["localhost"]["exit_code"] == 12, busy.stdout[-3000:]
+        message = json.dumps(report["hosts"]["localhost"])
+        assert "run elsewhere-1 (waa-run up, pid 4321 on controller-2" in message and container in message
+        assert host_lock.read()["run_id"] == "elsewhere-1", "the other controller's lease is left alone"
+
+        # the same controller's run that was SIGKILLed (its pid is gone) never blocks
+        dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        from waa_runner import state
+
+        host_lock.release(other)
+        host_lock.try_acquire(dict(state.lock_owner("waa-run up", run_id="killed"), pid=dead.pid), ttl=600)
+        dead.kill()
+        dead.wait()
+        after = subprocess.run([WAA_RUN, "vm-setup", "-i", str(path), "--image", "waa-lock-test/none:x", "--no-pull",
+                                "--state-dir", str(tmp_path / "state"), "--json"],
+                               capture_output=True, text=True, cwd=str(REPO), timeout=300)
+        report = json.loads(after.stdout)
+        assert report["hosts"]["localhost"]["exit_code"] == 3, after.stdout[-3000:]  # the image, not the lock
+        assert host_lock.read() is None, "the run released the host lock at its end"
+    finally:
+        for holder in (host_lock.read(),):
+            if holder:
+                host_lock.release(holder)
+        for leftover in (Path(host_lock.path), Path(host_lock.guard_path)):
+            leftover.unlink(missing_ok=True)
