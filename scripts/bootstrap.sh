@@ -27,6 +27,7 @@ extras=""
 $WITH_TESTS && extras="[test,azure]"
 say "installing openadapt-waa$extras into $VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+rm -rf build  # setuptools reuses a stale build/lib, which can put deleted files back into the install
 "$VENV/bin/python" -m pip install -q ".$extras"
 
 $WITH_TESTS && WAA_VENV="$VENV" bash scripts/install-azure-deps.sh

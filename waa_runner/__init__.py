@@ -20,15 +20,16 @@ __all__ = ["vm_setup", "server_start", "up", "probe", "down", "status", "provisi
            "RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "SCHEMA_VERSION"]
 _FROM = {
     "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown",
-                       "run_playbook", "UsageError"},
+                       "run_playbook"},
+    "waa_runner.options": {"UsageError"},
     "waa_runner.state": {"Busy"},
     "waa_runner.results": {"RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress",
                            "SCHEMA_VERSION"},
 }
 
 if TYPE_CHECKING:
-    from waa_runner.api import (UsageError, down, probe, provision, run_playbook, server_start, status, teardown, up,
-                                vm_setup)
+    from waa_runner.api import down, probe, provision, run_playbook, server_start, status, teardown, up, vm_setup
+    from waa_runner.options import UsageError
     from waa_runner.results import (SCHEMA_VERSION, HostResult, LayerResult, ProgressEvent, PullProgress, RunResult,
                                     StepResult)
     from waa_runner.state import Busy

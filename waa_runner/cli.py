@@ -15,25 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
-SUBCOMMANDS = {
-    "vm-setup": ("vm_setup", "set hosts up from scratch: preflight, engine, image, container, readiness"),
-    "server-start": ("server_start", "start existing containers and wait until WAA is ready"),
-    "up": ("up", "vm-setup where the container is missing, else server-start; then readiness"),
-    "probe": ("probe", "read-only health report of every host"),
-    "down": ("down", "stop the containers (the Windows disk stays); --deallocate stops Azure billing"),
-    "status": ("status", "per host: Azure power state, size and hourly price, and readiness (read-only)"),
-    "provision": ("provision", "create a pool of Azure VMs for WAA, in parallel (idempotent)"),
-    "teardown": ("teardown", "delete a pool of Azure VMs with their disks (asks for the pool name twice)"),
-}
-# Subcommands that target inventory hosts (the others run on the controller against Azure).
-TARGETED = ("vm-setup", "server-start", "up", "probe", "down", "status")
+def _subcommands() -> dict[str, tuple[str, str]]:
+    from waa_runner.options import COMMANDS
+
+    return {function.replace("_", "-"): (function, summary) for function, (_playbook, summary) in COMMANDS.items()}
+
+
+SUBCOMMANDS = _subcommands()
 
 
 def _table() -> Any | None:
@@ -99,40 +93,41 @@ _JSON_MODE = False  # set from the raw arguments, so even an argparse error give
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors get the table's USAGE code, not argparse's 2
+    def error(self, message: str) -> NoReturn:  # usage errors get the table's USAGE code, not argparse's 2
         self.print_usage(sys.stderr)
         sys.exit(_early_exit(usage_code(), f"error: {message}", _JSON_MODE))
 
 
-def _number(kind: type, *, minimum: float, inclusive: bool, maximum: float | None = None):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number")
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if (value < minimum if inclusive else value <= minimum) or (maximum is not None and value > maximum):
-            low = f"{'at least' if inclusive else 'greater than'} {minimum:g}"
-            high = f" and at most {maximum:g}" if maximum is not None else ""
-            raise argparse.ArgumentTypeError(f"{text!r} must be {low}{high}")
-        return value
-    return parse
+# The CLI's own options (not the API's): how the result is printed.
+JSON_HELP = "print only the JSON report on stdout"
+EXTRA_VARS_HELP = ("extra variable (repeatable); VALUE is read as JSON when it parses (3, true, [..]), else as text; "
+                   "@FILE loads a YAML/JSON mapping. Give secrets as @FILE: a command line is visible to other users "
+                   "of the machine")
+GROUPS = {"inventory": "targets", "local": "targets", "limit": "targets", "forks": "targets", "emulator": "image",
+          "image": "image", "pull": "image", "health_timeout": "health", "max_fail_percentage": "fleet"}
 
 
-def _add_run_options(run: Any) -> None:
-    run.add_argument("--timeout", type=_number(float, minimum=0, inclusive=False), metavar="SECONDS",
-                     help="overall deadline; hosts not finished by then get exit code 8")
-    run.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE|@FILE",
-                     help="extra variable (repeatable); VALUE is read as JSON when it parses (3, true, [..]), "
-                          "else as text; @FILE loads a YAML/JSON mapping. Give secrets as @FILE: a command "
-                          "line is visible to other users of the machine")
-    run.add_argument("--state-dir", metavar="DIR",
-                     help="run artifacts and locks (default $WAA_STATE_DIR or ~/.local/state/openadapt-waa)")
-    run.add_argument("--wait-lock", type=_number(float, minimum=0, inclusive=True), default=0.0, metavar="SECONDS",
-                     help="wait this long for another run on the same hosts (default: exit 12 at once)")
-    run.add_argument("--json", action="store_true", help="print only the JSON report on stdout")
-    run.add_argument("-v", "--verbose", action="count", default=0, help="more Ansible output in the run artifacts")
+def _add_options(command: argparse.ArgumentParser, function: str) -> None:
+    """One subcommand's flags, from the options table (waa_runner.options): the one description of each."""
+    from waa_runner import options
+
+    groups: dict[str, Any] = {}
+    for option in options.for_command(function):
+        if not option.flags:
+            continue
+        group_name = GROUPS.get(option.name, "run")
+        if group_name not in groups:
+            groups[group_name] = command.add_argument_group(group_name)
+        extra = dict(option.cli or {})
+        if "action" not in extra:
+            extra.setdefault("default", option.default)
+        elif extra["action"] in ("count",):
+            extra.setdefault("default", option.default)
+        groups[group_name].add_argument(*option.flags, dest=option.name, help=option.help.replace("%", "%%"),
+                                        required=option.required, **extra)
+    run = groups.get("run") or command.add_argument_group("run")
+    run.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE|@FILE", help=EXTRA_VARS_HELP)
+    run.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,58 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the versions of waa-run, the collection and ansible")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    common = argparse.ArgumentParser(add_help=False)
-    controller = argparse.ArgumentParser(add_help=False)
-    target = common.add_argument_group("targets")
-    # (argparse loses argument groups of mutually exclusive groups in parents: the API checks conflicts)
-    target.add_argument("-i", "--inventory", metavar="PATH", help="inventory file or directory (default: --local)")
-    target.add_argument("--local", action="store_true", help="this machine (inventory/local.yml); the default")
-    target.add_argument("-l", "--limit", metavar="PATTERN", help="host pattern, e.g. waa_pool_a, 'host1,host2', 'waa:!bad'")
-    target.add_argument("--forks", type=_number(int, minimum=1, maximum=500, inclusive=True), default=20,
-                        help="hosts worked on at once (default 20)")
-    for holder in (common, controller):
-        _add_run_options(holder.add_argument_group("run"))
-    image = argparse.ArgumentParser(add_help=False)
-    group = image.add_argument_group("image")
-    group.add_argument("--emulator", action="store_true",
-                       help="run the local WAA emulator image instead of windowsarena/winarena (a rehearsal)")
-    group.add_argument("--image", metavar="REF", help="the image to run (waa_image)")
-    group.add_argument("--no-pull", action="store_true", help="never pull: the image must be on the host already")
-    health = argparse.ArgumentParser(add_help=False)
-    health.add_argument_group("health").add_argument("--health-timeout", type=_number(float, minimum=0, inclusive=False), metavar="SECONDS",
-                        help="readiness deadline per host (waa_health_timeout)")
-    fleet = argparse.ArgumentParser(add_help=False)
-    fleet.add_argument_group("fleet").add_argument("--max-fail-percentage", type=_number(int, minimum=0, maximum=100, inclusive=True),
-                       metavar="N", help="stop the play when more than N%% of the hosts failed (strategy linear)")
-
-    parents = {"vm-setup": [common, image, health, fleet], "server-start": [common, image, health, fleet],
-               "up": [common, image, health, fleet], "probe": [common, health], "down": [common],
-               "status": [common], "provision": [controller], "teardown": [controller]}
-    for name, (_playbook, help_text) in SUBCOMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text, parents=parents[name],
-                                 formatter_class=formatter, epilog="exit codes: see `waa-run --help`")
-        if name == "probe":
-            command.add_argument("--wait", action="store_true", help="wait for readiness up to --health-timeout")
-            command.add_argument("--force", action="store_true", help="probe through an open circuit breaker")
-        if name == "down":
-            command.add_argument("--remove", action="store_true", help="remove the containers too (the disk stays)")
-            command.add_argument("--deallocate", action="store_true",
-                                 help="deallocate the Azure VMs afterwards so they stop billing (waa_deallocate)")
-        if name in ("provision", "teardown"):
-            command.add_argument("--pool", required=True, metavar="NAME",
-                                 help="pool name: 1-12 lowercase letters/digits "
-                                      "(VMs waa-<pool>-NN, group waa_pool_<pool>)")
-            command.add_argument("--resource-group", metavar="RG", help="resource group (default openadapt-waa)")
-        if name == "provision":
-            command.add_argument("--count", type=_number(int, minimum=1, maximum=50, inclusive=True), default=1,
-                                 metavar="N", help="number of VMs in the pool, 1-50 (default 1)")
-            command.add_argument("--ssh-source-cidr", required=True, action="append", metavar="CIDR",
-                                 help="address range allowed to SSH in, e.g. 203.0.113.7/32 (repeatable)")
-            command.add_argument("--location", metavar="REGION", help="Azure region (default eastus)")
-            command.add_argument("--size", metavar="VM_SIZE",
-                                 help="first VM size to try (default Standard_D8ds_v5; fallbacks follow)")
-        if name == "teardown":
-            command.add_argument("--confirm", required=True, metavar="NAME", help="the pool name again")
+    for name, (function, help_text) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
+                                 epilog="exit codes: see `waa-run --help`")
+        _add_options(command, function)
     emulator = sub.add_parser("emulator", help="build the local WAA emulator image and print its name",
                               description="Build (or find up to date) the local WAA emulator image; print its name.")
     emulator.add_argument("action", nargs="?", choices=["build"], default="build")
@@ -279,7 +226,7 @@ def _early_exit(code: int, message: str, json_mode: bool, playbook: str = "") ->
     if json_mode:
         table = _table()
         row = table.describe(code) if table is not None else None
-        report = {"schema_version": 1, "playbook": playbook, "ok": False, "exit_code": code,
+        report: dict[str, Any] = {"schema_version": 1, "playbook": playbook, "ok": False, "exit_code": code,
                   "exit_name": row.name if row else "", "hint": row.hint if row else "", "summary": message,
                   "started_at": "", "duration_s": 0.0, "runner_status": "not_started", "rc": None,
                   "artifact_dir": None, "hosts": {}}
@@ -309,33 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from waa_runner import api, exit_codes, state
     from waa_runner.collection import CollectionNotFound
 
+    from waa_runner import options
+
     playbook = SUBCOMMANDS[args.command][0]
     try:
         extra_vars = parse_extra_vars(args.extra_var)
     except CliError as err:
         return _early_exit(exit_codes.USAGE, f"error: {err}", args.json, playbook)
-    kwargs: dict[str, Any] = dict(extra_vars=extra_vars, timeout=args.timeout, verbosity=args.verbose,
-                                  state_dir=args.state_dir, wait_lock=args.wait_lock)
-    if args.command in TARGETED:
-        kwargs.update(inventory=args.inventory, local=args.local or args.inventory is None, limit=args.limit,
-                      forks=args.forks)
-    if playbook in ("provision", "teardown"):
-        kwargs.update(pool=args.pool, resource_group=args.resource_group)
-    if playbook == "provision":
-        cidrs = args.ssh_source_cidr
-        kwargs.update(count=args.count, ssh_source_cidr=cidrs[0] if len(cidrs) == 1 else cidrs,
-                      location=args.location, vm_size=args.size)
-    if playbook == "teardown":
-        kwargs.update(confirm=args.confirm)
-    if playbook in ("vm_setup", "server_start", "up"):
-        kwargs.update(image=args.image, emulator=args.emulator, pull=False if args.no_pull else None,
-                      max_fail_percentage=args.max_fail_percentage)
-    if playbook in ("vm_setup", "server_start", "up", "probe"):
-        kwargs["health_timeout"] = args.health_timeout
-    if playbook == "probe":
-        kwargs.update(wait=args.wait, force=args.force)
-    if playbook == "down":
-        kwargs.update(remove=args.remove, deallocate=args.deallocate)
+    kwargs: dict[str, Any] = {option.name: getattr(args, option.name) for option in options.for_command(playbook)
+                              if option.flags}
+    kwargs["extra_vars"] = extra_vars
+    if playbook in options.TARGETED and args.inventory is None:
+        kwargs["local"] = True
     function = getattr(api, playbook)
 
     from waa_runner.progress import for_stream
@@ -344,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _Cancel() as cancel:
             result = function(on_event=progress, cancel=cancel, **kwargs)
-    except api.UsageError as err:
+    except options.UsageError as err:
         return _early_exit(exit_codes.USAGE, f"error: {err}", args.json, playbook)
     except state.Busy as err:
         return _early_exit(exit_codes.BUSY, str(err), args.json, playbook)

@@ -21,9 +21,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from waa_runner import exit_codes as codes
-from waa_runner.model import (ABORTED, DONE, FAILED, NOT_READY, READY, STOPPED, UNFINISHED, UNREACHABLE, USAGE,
-                              VM_STOPPED, HostResult, LayerResult, ProgressEvent, PullProgress, RunResult,
-                              StepResult, first_line)
+from waa_runner.model import (ABORTED, DONE, FAILED, READY, STOPPED, UNFINISHED, VM_STOPPED, HostResult,
+                              LayerResult, ProgressEvent, PullProgress, RunResult, StepResult)
 
 LOG = logging.getLogger("waa_runner")
 VERDICT_KEY = codes.VERDICT_KEY
@@ -143,7 +142,7 @@ class EventReducer:
         host = self._host(str(name))
         role = role_name(data.get("role"))
         task = str(data.get("task") or "")
-        res = data.get("res") if isinstance(data.get("res"), dict) else {}
+        res: dict[str, Any] = data["res"] if isinstance(data.get("res"), dict) else {}
         facts = res.get("ansible_facts")
         if isinstance(facts, dict) and isinstance(facts.get("waa_azure_status"), dict):
             host.azure = facts["waa_azure_status"]

@@ -48,6 +48,13 @@ main()
 
 
 def healthy(ready: bool = True) -> dict:
+    """A probe report with its verdict, as waa_health_probe returns it."""
+    report = _report(ready)
+    report["waa_verdict"] = codes.verdict_of_report(report)
+    return report
+
+
+def _report(ready: bool) -> dict:
     layers = [{"layer": name, "healthy": True, "message": "ok", "duration_s": 0.01, "attempts": 1,
                "failure_class": None, "hint": "", "details": {}}
               for name in ("docker_daemon", "container", "vm_boot", "waa_server", "accessibility")]
@@ -72,8 +79,8 @@ def project(tmp_path, monkeypatch):
                             "register": "pull", "until": "pull.done", "retries": 5, "delay": 0}],
         "waa_health": [{"name": "Probe the health layers", "fake_probe": {"report": "{{ waa_report[inventory_hostname] }}"},
                         "register": "waa_health_report"},
-                       {"name": "Fail a host that is not ready", "ansible.builtin.fail": {
-                           "msg": "{{ waa_health_report.message }}"},
+                       {"name": "Fail a host that is not ready", "openadapt.waa.waa_fail": {
+                           "verdict": "{{ waa_health_report.waa_verdict }}"},
                         "when": "not waa_health_report.ready"}],
     }.items():
         (root / "roles" / role / "tasks").mkdir(parents=True)
@@ -111,7 +118,7 @@ def test_a_real_run_reduces_to_typed_results_with_phases_pull_progress_and_codes
     h1, h2 = result.hosts["h1"], result.hosts["h2"]
     assert (h1.status, h1.exit_code, len(h1.layers)) == ("ready", 0, 5)
     assert (h2.status, h2.exit_code, h2.failed_layer, h2.hint, h2.failure_class) == (
-        "failed", 6, "waa_server", "restart it once", "recoverable")
+        "not_ready", 6, "waa_server", "restart it once", "recoverable")
     assert (result.exit_code, result.runner_status, result.rc) == (6, "failed", 2)
     phases = [(e.host, e.phase) for e in events if e.kind == "phase"]
     assert ("h1", "winarena_image") in phases and ("h1", "waa_health") in phases
@@ -296,7 +303,7 @@ def test_provision_and_teardown_inputs_are_checked_first(tmp_path):
     state_dir = tmp_path / "state"
     with pytest.raises(api.UsageError, match="pool 'A' is not a pool name"):
         api.provision(pool="A", ssh_source_cidr="203.0.113.7/32", state_dir=state_dir)
-    with pytest.raises(api.UsageError, match="count 0 must be a whole number from 1 to 50"):
+    with pytest.raises(api.UsageError, match="count 0 must be a whole number at least 1 and at most 50"):
         api.provision(pool="a", count=0, ssh_source_cidr="203.0.113.7/32", state_dir=state_dir)
     with pytest.raises(api.UsageError, match="ssh_source_cidr is required"):
         api.provision(pool="a", ssh_source_cidr="", state_dir=state_dir)

@@ -14,7 +14,7 @@ import pytest
 
 from waa_runner import api, cli
 from waa_runner import exit_codes as codes
-from waa_runner.progress import PlainProgress, TerminalProgress, for_stream
+from waa_runner.progress import PlainProgress
 from waa_runner.results import ProgressEvent, PullProgress, StepResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,13 +109,34 @@ def test_the_cli_passes_what_it_parsed_to_the_api(monkeypatch, tmp_path, capsys)
     assert calls["down"]["deallocate"] and calls["down"]["remove"] and "image" not in calls["down"]
 
 
-def test_down_and_probe_add_their_variables(monkeypatch):
+def test_down_and_probe_add_their_variables(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(api, "run_playbook", lambda playbook, **kw: seen.setdefault(playbook, kw))
-    api.down(deallocate=True, remove=True, extra_vars={"x": 1})
-    api.probe(wait=True, force=True)
-    assert seen["down"]["extra_vars"] == {"x": 1, "waa_container_down_mode": "absent", "waa_deallocate": True}
-    assert seen["probe"]["extra_vars"] == {"waa_probe_wait": True, "waa_health_force_probe": True}
+    monkeypatch.setattr(api, "_run", lambda playbook, inventory, limit, variables, **kw: seen.setdefault(playbook,
+                                                                                                        variables))
+    api.down(deallocate=True, remove=True, extra_vars={"x": 1}, state_dir=tmp_path)
+    api.probe(wait=True, force=True, state_dir=tmp_path)
+    assert seen["down"] == {"x": 1, "waa_container_down_mode": "absent", "waa_deallocate": True}
+    assert seen["probe"] == {"waa_probe_wait": True, "waa_health_force_probe": True}
+
+
+def test_the_api_refuses_an_unknown_keyword_with_the_closest_one(tmp_path):
+    with pytest.raises(api.UsageError, match=r"up takes no option 'health_timout' \(did you mean health_timeout\?\)"):
+        api.up(health_timout=5, state_dir=tmp_path)
+    with pytest.raises(api.UsageError, match="health_timeout inf must be a finite number greater than 0"):
+        api.up(health_timeout=float("inf"), state_dir=tmp_path)
+
+
+def test_every_option_is_described_once_and_drives_both_the_cli_and_the_api():
+    from waa_runner import options
+
+    for function in options.COMMANDS:
+        doc = getattr(api, function).__doc__
+        for option in options.for_command(function):
+            assert f"{option.name}: {option.help}" in doc
+        flags = {flag for option in options.for_command(function) for flag in option.flags}
+        sub = next(action for action in cli.build_parser()._actions if action.dest == "command")
+        parser = sub.choices[function.replace("_", "-")]
+        assert flags <= {flag for action in parser._actions for flag in action.option_strings}
 
 
 def test_extra_vars_parsing(tmp_path):
@@ -177,25 +198,3 @@ def test_plain_progress_lines():
         "host1: phase winarena_image", "host1: pulling 120/900 MB, 1/4 layers, ETA 40s", "host1: ready",
         "host2: FAILED in waa_health: waa_server: down", "host3: UNREACHABLE: ssh refused",
         "waa-run: waiting up to 5s for pid 1"]
-
-
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_terminal_progress_redraws_a_table_in_place():
-    out = _Tty()
-    progress = TerminalProgress(out, min_interval_s=0, tick_s=60)
-    progress(ProgressEvent("phase", "host1", phase="winarena_image"))
-    progress(ProgressEvent("pull", "host1", phase="winarena_image", pull=PullProgress.from_dict(
-        {"bytes_done": 10, "bytes_total": 100, "elapsed_s": 1})))
-    progress(ProgressEvent("phase", "host2", phase="waa_health"))
-    progress.close()
-    text = out.getvalue()
-    assert "\x1b[" in text and "HOST" in text and "pulling" in text
-    last = text.split("\x1b[2K")[-3:]
-    assert last[0].startswith("HOST") and last[1].startswith("host1") and last[2].startswith("host2")
-    assert isinstance(for_stream(_Tty(), json_mode=True), TerminalProgress)
-    assert for_stream(io.StringIO(), json_mode=True) is None
-    assert isinstance(for_stream(io.StringIO(), json_mode=False), PlainProgress)
