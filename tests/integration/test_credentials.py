@@ -45,6 +45,18 @@ def progress_file(image: str) -> Path:
     return Path(f"/tmp/waa-pull-{hashlib.sha1(image.encode()).hexdigest()[:12]}.json")
 
 
+NEW_VARIABLES = ("waa_image_fallback_registry_username", "waa_image_fallback_registry_password",
+                 "waa_image_pull_lease", "waa_image_pull_first_poll_grace")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def role_specifies_its_inputs():
+    """waa-run refuses variables the role's argument spec does not name (exit 64)."""
+    spec = (REPO / "roles" / "winarena_image" / "meta" / "argument_specs.yml").read_text()
+    missing = [name for name in NEW_VARIABLES if name not in spec]
+    assert not missing, f"roles/winarena_image/meta/argument_specs.yml does not specify {missing} (see defaults/main.yml)"
+
+
 @pytest.fixture(scope="module")
 def registries(docker_engine):
     """Two registries that require basic auth, each with its own user and marker password:
