@@ -15,9 +15,16 @@ for var in $(env | grep -o '^ANSIBLE_[A-Z_]*'); do unset "$var"; done
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-# ansible-lint -f pep8: FILE:LINE[:COL]: RULE[/] (warning)
-ansible-lint --nocolor -q -f pep8 2>/dev/null \
-    | sed -nE 's#^([^ :]+:[0-9]+)(:[0-9]+)?: ([^ ]+)(.*)$#ansible-lint\t\1\t\3\t\4#p' | sed 's#\[/\]##' >> "$out"
+# ansible-lint's Code Climate JSON: one object per finding.
+ansible-lint --nocolor -q -f codeclimate 2>/dev/null | "$venv/bin/python" -c '
+import json, sys
+text = sys.stdin.read().strip()
+for item in json.loads(text) if text else []:
+    where = item["location"]
+    line = where.get("lines", {}).get("begin", where.get("positions", {}).get("begin", {}).get("line", 0))
+    line = line.get("line", 0) if isinstance(line, dict) else line
+    print("ansible-lint\t%s:%s\t%s\t%s" % (where["path"], line, item["check_name"], " ".join(item["description"].split())))
+' >> "$out"
 # mypy: FILE:LINE: error: MESSAGE  [code]
 mypy 2>/dev/null | sed -nE 's#^([^:]+:[0-9]+): error: (.*)  \[([a-z-]+)\]$#mypy\t\1\t\3\t\2#p' >> "$out"
 # ruff concise: FILE:LINE:COL: CODE MESSAGE
@@ -27,7 +34,8 @@ antsibull-changelog lint 2>&1 | sed -nE 's#^([^:]+):([0-9]+):[0-9]+: (.*)$#antsi
 if [[ ${1:-} == --sanity ]]; then
     # ERROR: FILE:LINE:COL: RULE: MESSAGE
     scripts/ansible-test.sh 2>&1 \
-        | sed -nE 's#^ERROR: ([^ :]+):([0-9]+):[0-9]+: ([^ :]+): (.*)$#ansible-test-sanity\t\1:\2\t\3\t\4#p' >> "$out"
+        | sed -nE -e 's#^ERROR: ([^ :]+):([0-9]+):[0-9]+: ([^ :]+): (.*)$#ansible-test-sanity\t\1:\2\t\3\t\4#p' \
+                  -e 's#^ERROR: ([^ :]+):([0-9]+):[0-9]+: (.*)$#ansible-test-sanity\t\1:\2\t-\t\3#p' >> "$out"
 fi
 cat "$out"
 echo "$(wc -l < "$out") finding(s)" >&2

@@ -10,6 +10,7 @@ A failing check prints its findings one per line (tool, file:line, rule, message
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -51,8 +52,13 @@ def test_ansible_test_sanity_passes():
 
 
 def test_ansible_lint_production_profile_passes():
-    proc = run([str(BIN / "ansible-lint"), "--nocolor", "-q", "-f", "pep8"])
-    findings = [line for line in proc.stdout.splitlines() if re.match(r"^\S+:\d+(:\d+)?: ", line)]
+    proc = run([str(BIN / "ansible-lint"), "--nocolor", "-q", "-f", "codeclimate"])
+    findings = []
+    for item in json.loads(proc.stdout) if proc.stdout.strip() else []:
+        where = item["location"]
+        line = where.get("lines", {}).get("begin") or where.get("positions", {}).get("begin", {}).get("line", 0)
+        line = line.get("line", 0) if isinstance(line, dict) else line
+        findings.append(f"{where['path']}:{line}: {item['check_name']}: {' '.join(item['description'].split())[:300]}")
     assert proc.returncode == 0, report("ansible-lint", proc, findings)
 
 
@@ -93,8 +99,6 @@ ROLES = sorted(p.parent.parent.name for p in (REPO / "roles").glob("*/meta/argum
 
 
 def _ansible_doc(kind: str, names: list[str]) -> dict[str, Any]:
-    import json
-
     proc = run([str(BIN / "ansible-doc"), "-t", kind, "--json", *[f"openadapt.waa.{n}" for n in names]])
     assert proc.returncode == 0 and "[WARNING]" not in proc.stderr and "[ERROR]" not in proc.stderr, \
         f"ansible-doc -t {kind}: {proc.stderr.strip()[-3000:]}"
