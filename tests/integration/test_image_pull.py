@@ -167,13 +167,14 @@ def test_pulls_when_missing_with_progress_and_not_again(registry, tmp_path):
 def test_two_runs_pulling_one_image_share_one_pull(registry, tmp_path):
     """Two runs (e.g. for two containers of one host) need the same missing image at once: the
     second joins the first one's pull worker instead of pulling it twice; both succeed."""
-    with StallingProxy(registry.port, stalls=0, slow_start_s=4) as proxy:
+    # the registry answers nothing for 20 s: the second run starts while the first one's pull waits
+    with StallingProxy(registry.port, stalls=0, slow_start_s=20) as proxy:
         image = f"{proxy.address}/{REPOSITORY}:base"
         forget(image)
         runs: dict = {}
-        first = threading.Thread(target=lambda: runs.update(first=run_role(tmp_path / "a", waa_image=image)))
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
+        first = threading.Thread(target=lambda: runs.update(first=run_role(tmp_path / "a", waa_image=image)))
         first.start()
         try:
             poll_until(lambda: progress_file(image).exists() and not json.loads(progress_file(image).read_text())
@@ -181,13 +182,13 @@ def test_two_runs_pulling_one_image_share_one_pull(registry, tmp_path):
             runs["second"] = run_role(tmp_path / "b", waa_image=image)
         finally:
             first.join(timeout=300)
+            forget(image)
     one, two = runs["first"], runs["second"]
     assert one.rc == 0 and two.rc == 0, (one.stdout[-2000:], two.stdout[-2000:])
     started = [r for run in (one, two) for r in run.results("Start the pull")]
     assert [r.get("joined") for r in started] == [False, True], started
     assert started[0]["worker_pid"] == started[1]["worker_pid"]
     assert one.final()["present"] and two.final()["present"] and one.final()["image_id"] == two.final()["image_id"]
-    forget(image)
 
 
 def test_digest_pin(registry, tmp_path):
