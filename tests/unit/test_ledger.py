@@ -90,8 +90,11 @@ def test_cli_ledger_prints_entries_and_windows(tmp_path):
     book = Ledger(tmp_path / "ledger.jsonl")
     book.append_many([transition("h", 100, "ready", 0), transition("h", 200, "not_ready", 6, "waa_server"),
                       transition("h", 260, "ready", 0)])
-    run = lambda *a: subprocess.run([sys.executable, "-m", "waa_runner.cli_watch", "ledger", "--state-dir",
-                                     str(tmp_path), *a], capture_output=True, text=True, cwd=REPO)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "waa_runner.cli_watch", "ledger", "--state-dir", str(tmp_path),
+                               *args], capture_output=True, text=True, cwd=REPO)
+
     lines = run("--json", "--since", "150", "--until", "300").stdout.splitlines()
     assert [json.loads(line)["time"] for line in lines] == [200, 260]
     window = json.loads(run("--json", "--unhealthy", "--since", "0", "--until", "1000").stdout)
