@@ -106,6 +106,9 @@ def _command(command: str, given: Mapping[str, Any]) -> RunResult:
     key = state.lock_key(str(inventory_path), limit)
     with state.target_lock(root, key, f"waa-run {command.replace('_', '-')}", wait_s=values["wait_lock"],
                            on_wait=lambda message: notify("lock_wait", message)):
+        if playbook in ("vm_setup", "server_start", "up", "down"):  # the playbooks take a lock on the host too
+            variables.update(state.host_lock_vars(str(inventory_path), limit, f"waa-run {command.replace('_', '-')}",
+                                                  wait_s=values["wait_lock"], timeout=values["timeout"]))
         if values.get("emulator"):
             from waa_runner import images
 

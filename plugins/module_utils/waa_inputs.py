@@ -74,6 +74,14 @@ PLAYBOOK_OPTIONS = {
                               "description": "up.yml: seconds to wait for SSH after starting an Azure VM."},
     "waa_azure_deallocate_on_ssh_timeout": {"type": "bool", "default": False,
                                             "description": "up.yml: deallocate a VM whose SSH never answered."},
+    "waa_lock_owner": {"type": "dict", "description": "Who holds the host lock: run_id, what, controller, pid, "
+                                                      "boot_id, pidns (waa-run sets it)."},
+    "waa_lock_wait": {"type": "float", "default": 0,
+                      "description": "Seconds to wait for another run's host lock (waa-run --wait-lock)."},
+    "waa_lock_ttl": {"type": "int", "default": 7200, "description": "Seconds a host lock holds without renewal."},
+    "waa_lock_takeover_own": {"type": "bool", "default": False,
+                              "description": "Take over a host lock left by another run of this controller "
+                                             "(waa-run sets it)."},
 }
 
 
@@ -255,6 +263,10 @@ RULES = {
     "waa_target": pattern(HOST_PATTERN, "an Ansible host pattern (no spaces)"),
     "waa_max_fail_percentage": number(0, 100),
     "waa_azure_ssh_timeout": number(1, 7200),
+    "waa_lock_wait": number(0, 86400),
+    "waa_lock_ttl": number(10, 7 * 86400),
+    "waa_image_pull_lease": number(5, 86400),
+    "waa_image_pull_first_poll_grace": number(1, 86400),
 }
 
 
@@ -279,6 +291,10 @@ def cross_checks(values):
                              "a loopback address (127.0.0.0/8, ::1) unless waa_expose_publicly is true: nothing "
                              "on these ports is authenticated"))
     backoff_initial, backoff_max = values.get("waa_health_backoff_initial"), values.get("waa_health_backoff_max")
+    lease, interval = values.get("waa_image_pull_lease"), values.get("waa_image_progress_interval")
+    if _finite(lease) and _finite(interval) and lease < 3 * interval:
+        problems.append(("waa_image_pull_lease", lease,
+                         "at least 3 x waa_image_progress_interval (%g): a slow poll must not end the pull" % (3 * interval)))
     if _finite(backoff_initial) and _finite(backoff_max) and backoff_initial > backoff_max:
         problems.append(("waa_health_backoff_initial", backoff_initial,
                          "at most waa_health_backoff_max (%g)" % backoff_max))

@@ -8,6 +8,7 @@ then `docker rm -f`)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -132,13 +133,14 @@ def test_server_start_without_a_container_says_run_vm_setup(target):
     data = report(proc)
     host = data["hosts"]["localhost"]
     assert proc.returncode == 4 and (host["exit_code"], host["exit_name"]) == (4, "container")
-    assert "vm_setup" in host["message"] and host["hint"]
+    assert "does not exist" in host["message"] and "vm_setup" in host["hint"]
 
 
 def test_up_recovers_a_dead_server_once_by_restarting(target):
     assert waa_run(target, "up").returncode == 0
     docker("exec", target["name"], "waa-emu-fault", "server_down")  # the fault is gone after a restart
-    target["vars"].write_text(json.dumps({**target["variables"], "waa_health_timeout": 4}))
+    # the deadline bounds the whole wait: a first wait of 18 s leaves 6 s (a quarter) for the restart and boot
+    target["vars"].write_text(json.dumps({**target["variables"], "waa_health_timeout": 24}))
     proc = waa_run(target, "up", "--json")
     data = report(proc)
     assert proc.returncode == 0, proc.stdout
@@ -156,7 +158,7 @@ def test_the_overall_deadline_gives_8_and_leaves_nothing_running(target):
     data = report(proc)
     host = data["hosts"]["localhost"]
     assert proc.returncode == 8 and data["exit_name"] == "deadline" and data["runner_status"] == "timeout", proc.stdout
-    assert host["status"] == "unfinished" and "the overall deadline passed while in" in host["message"]
+    assert host["status"] == "unfinished" and "the overall deadline (--timeout) passed while in" in host["message"]
     assert host["phase"] in ("winarena_container", "waa_health")  # the server never answers within 45 s
     assert elapsed < 90
     # ansible's workers (own sessions since ansible-core 2.19) must be stopped too
@@ -199,19 +201,20 @@ def test_secrets_never_reach_the_artifacts_or_the_output(target, tmp_path):
 
 def test_two_runs_on_the_same_hosts_do_not_race(target):
     argv = [WAA_RUN, "up", "--local", "--emulator", "-e", f"@{target['vars']}", "--state-dir", str(target["state"])]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock_dir = Path(target["state"]) / "locks"
+    lock_dir = Path(target["state"]) / "locks"  # locks are keyed by host, whatever --state-dir says
+    env = {**os.environ, "WAA_LOCK_DIR": str(lock_dir)}
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     poll_until(lambda: lock_dir.exists() and any(p.read_text() for p in lock_dir.iterdir()), deadline_s=60,
                what="the first run holds its lock")
-    second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
     assert second.returncode == 12, second.stdout + second.stderr
     assert f"busy: pid {first.pid} (waa-run up, started " in second.stderr and "--wait-lock" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     poll_until(lambda: any(p.read_text() for p in lock_dir.iterdir()), deadline_s=60, what="the lock again")
-    waited = subprocess.run([*argv, "--wait-lock", "240"], capture_output=True, text=True, timeout=300)
+    waited = subprocess.run([*argv, "--wait-lock", "240"], capture_output=True, text=True, timeout=300, env=env)
     first.communicate(timeout=300)
     assert waited.returncode == 0, waited.stdout + waited.stderr
     assert "waa-run: waiting up to 240s for pid" in waited.stderr
