@@ -174,9 +174,13 @@ def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
 
 def _load_vars_file(name: str) -> dict[str, Any]:
     path = Path(name).expanduser()
-    if not path.is_file():
+    # a regular file, or a readable pipe such as /dev/stdin or /dev/fd/N (a secret that never rests in a file)
+    if not path.exists() or path.is_dir():
         raise CliError(f"extra vars file {name!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise CliError(f"extra vars file {name!r} cannot be read: {err.strerror}")
     try:
         if path.suffix == ".json":
             loaded = json.loads(text)
