@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_AGENT_DIR = "/var/lib/waa/agent"
+DEFAULT_AGENT_DIR = "/var/lib/waa-agent"
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_INTERVAL = 30.0
 CODE_STALE = 8  # "deadline": the verdict's own deadline (max_age) passed

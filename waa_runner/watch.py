@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable
 from waa_runner.ledger import Ledger, iso
 
 DEFAULT_INTERVAL = 30.0
-DEFAULT_AGENT_DIR = "/var/lib/waa/agent"
+DEFAULT_AGENT_DIR = "/var/lib/waa-agent"
 DEFAULT_INSTALL_DIR = "/opt/waa-agent"
 DEFAULT_PYTHON = "/usr/bin/python3"
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -228,6 +228,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the watcher dies, even by kill -9 (Linux prctl)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _proc_cpu(pid: int) -> float:
     """utime + stime of a live process in seconds (0 when it is gone)."""
     try:
@@ -291,7 +301,7 @@ class Watcher:
             self.cpu_total += self._master_cpu.pop(target.name, 0.0)
         self.masters[target.name] = subprocess.Popen(
             self._ssh(target, master=True), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
 
     def masters_cpu(self) -> float:
         total = 0.0

@@ -49,7 +49,7 @@ HISTORY_MAX_BYTES = 8 << 20  # the history is rotated (one .1 kept) past this si
 MAX_SHOW_ENTRIES = 1000  # what `show` returns at most (the controller asks again for the rest)
 
 DEFAULTS = {
-    "state_dir": "/var/lib/waa/agent",
+    "state_dir": "/var/lib/waa-agent",
     "lib_dir": "",
     "interval_s": 30.0,
     "container_name": "winarena",
