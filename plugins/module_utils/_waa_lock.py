@@ -86,7 +86,7 @@ def ancestor_controller(pid=None):
     """The ansible-playbook process above this one, when it runs on this machine (local
     connection): the pid whose death makes a lease stale. None over SSH."""
     pid = _ppid(pid or os.getpid())
-    for _ in range(64):
+    for _step in range(64):
         if pid <= 1:
             return None
         cmdline = (_read("/proc/%d/cmdline" % pid) or "").split("\0")

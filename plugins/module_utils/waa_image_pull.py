@@ -207,9 +207,8 @@ def pull_messages(client, reference, auth, stall_timeout):
     query = {"fromImage": repository, "tag": digest or tag or "latest"}
     headers = {"X-Registry-Auth": auth} if auth else None
     try:
-        for message in client.stream_json("POST", "/images/create", query=query, headers=headers,
-                                          timeout=stall_timeout, idle_timeout=stall_timeout):
-            yield message
+        yield from client.stream_json("POST", "/images/create", query=query, headers=headers,
+                                      timeout=stall_timeout, idle_timeout=stall_timeout)
     except docker_api.StreamIdle:
         raise PullError("no data from the engine for %ds" % stall_timeout, stalled=True)
     except docker_api.DockerAPIError as err:

@@ -53,8 +53,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Runs in check mode as it does otherwise (it changes nothing).
   diff_mode:
     support: none
+    description: Returns no diff.
 notes:
   - The task always fails; guard it with C(when).
 """

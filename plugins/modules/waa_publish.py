@@ -34,8 +34,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Runs in check mode as it does otherwise (it changes nothing).
   diff_mode:
     support: none
+    description: Returns no diff.
 """
 
 EXAMPLES = r"""

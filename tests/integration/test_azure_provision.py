@@ -83,7 +83,7 @@ def test_provision_parallel_with_fallback_idempotent_then_teardown(azure_double,
     state.lro_polls_by_type["microsoft.compute/virtualmachines"] = 4
     state.poll_delay_ms = 250
 
-    first = provision(azure_env, "-e", "waa_pool=a", "-e", "waa_pool_size=2", "-e", f"waa_ssh_source_cidr={CIDR}",
+    provision(azure_env, "-e", "waa_pool=a", "-e", "waa_pool_size=2", "-e", f"waa_ssh_source_cidr={CIDR}",
                       check=True)
 
     vms = {vm["name"]: vm for vm in state.vms(pool="a")}
