@@ -51,7 +51,7 @@ def add_subcommands(sub: Any) -> None:
     w.add_argument("--max-age", type=_positive, metavar="SECONDS",
                    help="a verdict older than this is stale (default: two intervals)")
     w.add_argument("--agent-dir", metavar="DIR", help="the agents' state directory (default waa_agent_state_dir "
-                                                      "of each host, else /var/lib/waa/agent)")
+                                                      "of each host, else /var/lib/waa-agent)")
     w.add_argument("--state-dir", metavar="DIR", help="where the ledger goes (default $WAA_STATE_DIR or "
                                                       "~/.local/state/openadapt-waa)")
     w.add_argument("--metrics-port", type=_port, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")

@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.docker]
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "playbooks" / "watch_agent.yml")]
 INTERVAL = 1.0
+FLEET_SIZE = int(os.environ.get("WAA_TEST_WATCH_FLEET", "5"))
 PROBE_TIMEOUT = 5.0
 AGENT_VARS = {"waa_agent_interval": INTERVAL, "waa_agent_probe_timeout": PROBE_TIMEOUT, "waa_agent_heal": True,
               "waa_agent_heal_grace": 1, "waa_agent_heal_start_grace": 3, "waa_agent_heal_window": 600,
@@ -231,9 +232,39 @@ def test_ctrl_c_stops_watch_cleanly_and_plain_lines_without_a_terminal(tmp_path)
     assert (entry["to"], entry["exit_code"], entry["source"]) == ("no_agent", 9, "watch")
 
 
+def test_on_a_terminal_watch_draws_a_table(tmp_path):
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "waa_runner.cli_watch", "watch", "--local", "--interval", "0.5",
+                             "--agent-dir", str(tmp_path / "none"), "--state-dir", str(tmp_path / "state"),
+                             "--cycles", "2"], stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            cwd=REPO, env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(slave)
+    screen = b""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        ready, _w, _x = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=30) == 0
+    text = screen.decode("utf-8", "replace")
+    assert "waa-run watch: 0/1 ready" in text and "last change" in text and "no_agent" in text
+
+
 @pytest.fixture(scope="module")
 def fleet(docker_engine, tmp_path_factory):
-    fleet = start_fleet({"waa_pool_a": 3}, directory=tmp_path_factory.mktemp("fleet"))
+    fleet = start_fleet({"waa_pool_a": FLEET_SIZE}, directory=tmp_path_factory.mktemp("fleet"))
     yield fleet
     fleet.remove()
 
