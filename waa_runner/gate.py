@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +101,13 @@ def gate(host: str, *, max_age: float | None = None, state_dir: str | os.PathLik
     code = code if isinstance(code, int) and not isinstance(code, bool) else CODE_NO_VERDICT
     return GateResult(host, code, str(verdict.get("exit_name") or ""), str(verdict.get("message") or ""),
                       str(verdict.get("hint") or ""), round(age, 3), limit, source, verdict)
+
+
+class _CallableModule(types.ModuleType):
+    """`waa_runner.gate(...)` calls gate() even after `import waa_runner.gate` bound the module to that name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return gate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
