@@ -474,9 +474,6 @@ def test_hosts_stopped_by_another_hosts_failure_are_aborted_and_follow_that_fail
     assert_line_and_json_agree(result)
 
 
-@pytest.mark.xfail(strict=True, reason="the look-up probe of winarena_container/tasks/inspect.yml (report_verdict: "
-                                       "false, fail_on_unhealthy: false) still hands a verdict when the container is "
-                                       "missing: a fresh host another host's failure stopped is not_ready 4, not aborted")
 def test_a_fresh_host_stopped_by_another_hosts_failure_is_aborted_in_a_real_run() -> None:
     recorded = json.loads((DATA / "runner_events_up.json").read_text())["events"]
     setup = next(i for i, e in enumerate(recorded) if e["event_data"].get("task", "").startswith("Set up what a host"))

@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-KEEP = ("host", "role", "task", "task_path", "duration", "start", "end", "ignore_errors")
+KEEP = ("host", "role", "task", "task_action", "task_path", "duration", "start", "end", "ignore_errors")
 STATS = ("changed", "dark", "failures", "ignored", "ok", "processed", "rescued", "skipped")
 RES_KEEP = ("changed", "msg", "exit_code", "hint", "failed_layer", "failure_class", "ready", "message", "layers",
-            "pull_progress", "attempts", "unreachable", "duration_s")
+            "pull_progress", "attempts", "unreachable", "duration_s", "waa_verdict", "rc", "timed_out")
 
 
 def compact(event: dict) -> dict | None:
