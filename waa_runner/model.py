@@ -114,8 +114,21 @@ class ProgressEvent:
     at: float = field(default_factory=time.time)
 
 
+class _HasExitCode:
+    """ok and exit_name, for a host's result and a run's: both are judged by their exit code."""
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == codes.READY
+
+    @property
+    def exit_name(self) -> str:
+        return codes.name(self.exit_code)
+
+
 @dataclass
-class HostResult:
+class HostResult(_HasExitCode):
     name: str
     status: str  # ready | not_ready | failed | unreachable | usage | unfinished | aborted | stopped | vm_stopped | done
     exit_code: int
@@ -129,14 +142,6 @@ class HostResult:
     changed: int = 0
     duration_s: float = 0.0
     azure: dict[str, Any] | None = None  # Azure hosts: vm, resource_group, size, powerstate, price_per_hour, ...
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == codes.READY
-
-    @property
-    def exit_name(self) -> str:
-        return codes.name(self.exit_code)
 
     def timings(self) -> dict[str, float]:
         """Seconds spent per role (tasks outside any role count as 'play')."""
@@ -166,7 +171,7 @@ class HostResult:
 
 
 @dataclass
-class RunResult:
+class RunResult(_HasExitCode):
     playbook: str
     exit_code: int
     hosts: dict[str, HostResult]
@@ -176,14 +181,6 @@ class RunResult:
     rc: int | None = None
     summary: str = ""
     started_at: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == codes.READY
-
-    @property
-    def exit_name(self) -> str:
-        return codes.name(self.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (docs/json-report.md)."""
