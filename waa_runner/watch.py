@@ -322,6 +322,10 @@ class Watcher:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.masters.clear()
+        try:
+            self.control_dir.rmdir()  # only when empty: no master of another watcher lives in it
+        except OSError:
+            pass
 
     def _remote_argv(self, target: Target, after: int, newer_than: float) -> list[str]:
         command = [target.python, f"{target.install_dir}/waa_agent.py", "show", "--state-dir", target.agent_dir,
