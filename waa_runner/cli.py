@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
                                  epilog="exit codes: see `waa-run --help`")
         _add_options(command, function)
+    from waa_runner import cli_watch
+
+    cli_watch.add_subcommands(sub)
     emulator = sub.add_parser("emulator", help="build the local WAA emulator image and print its name",
                               description="Build (or find up to date) the local WAA emulator image; print its name.")
     emulator.add_argument("action", nargs="?", choices=["build"], default="build")
@@ -244,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     _JSON_MODE = "--json" in raw
     args = build_parser().parse_args(raw)
+    from waa_runner import cli_watch
+
+    if args.command in cli_watch.COMMANDS:
+        return cli_watch.main(args)
     if args.command == "emulator":
         from waa_runner import images
 
