@@ -31,6 +31,11 @@ rm -rf build  # setuptools reuses a stale build/lib, which can put deleted files
 "$VENV/bin/python" -m pip install -q ".$extras"
 
 $WITH_TESTS && WAA_VENV="$VENV" bash scripts/install-azure-deps.sh
+# A real Prometheus server for the metrics tests of `waa-run watch --metrics-port`.
+if $WITH_TESTS && ! command -v prometheus >/dev/null 2>&1; then
+  say "installing prometheus (Debian) for the metrics tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 targets="base emulator"
 $WITH_TESTS && targets="all"

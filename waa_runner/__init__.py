@@ -5,7 +5,8 @@
     print(result.exit_code, {name: host.status for name, host in result.hosts.items()})
 
 Functions: vm_setup, server_start, up, probe, down, status, provision, teardown, run_playbook
-(waa_runner.api).
+(waa_runner.api); during an evaluation watch (waa_runner.watch), gate (waa_runner.gate) and
+unhealthy_windows (waa_runner.ledger).
 Results: RunResult, HostResult, LayerResult, StepResult; progress: ProgressEvent, PullProgress
 (waa_runner.results). Errors raised before a run starts: UsageError, Busy.
 
@@ -16,12 +17,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown", "run_playbook",
-           "UsageError", "Busy",
+           "watch", "gate", "unhealthy_windows", "UsageError", "Busy",
            "RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress", "SCHEMA_VERSION"]
 _FROM = {
     "waa_runner.api": {"vm_setup", "server_start", "up", "probe", "down", "status", "provision", "teardown",
                        "run_playbook"},
     "waa_runner.options": {"UsageError"},
+    "waa_runner.watch": {"watch"},
+    "waa_runner.gate": {"gate"},
+    "waa_runner.ledger": {"unhealthy_windows"},
     "waa_runner.state": {"Busy"},
     "waa_runner.results": {"RunResult", "HostResult", "LayerResult", "StepResult", "ProgressEvent", "PullProgress",
                            "SCHEMA_VERSION"},

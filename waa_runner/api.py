@@ -246,6 +246,7 @@ def _run(playbook: str, inventory_path: Path, limit: str | None, variables: dict
         elif lines:
             result.summary += ": " + " | ".join(lines[-3:])
     (run_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+    state.finish_run_dir(run_dir)
     return result
 
 

@@ -42,6 +42,7 @@ BUSY: int = _table.BUSY
 NOT_ALL_READY: int = _table.NOT_ALL_READY
 AZURE: int = _table.AZURE
 VM_STOPPED: int = _table.VM_STOPPED
+STALE: int = _table.STALE
 USAGE: int = _table.USAGE
 
 

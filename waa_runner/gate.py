@@ -24,7 +24,7 @@ from typing import Any
 DEFAULT_AGENT_DIR = "/var/lib/waa-agent"
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_INTERVAL = 30.0
-CODE_STALE = 8  # "deadline": the verdict's own deadline (max_age) passed
+CODE_STALE = 16  # "stale" in the exit-code table: the verdict is older than max_age
 CODE_NO_VERDICT = 9
 
 

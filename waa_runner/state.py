@@ -64,15 +64,38 @@ def new_run_dir(root: Path, playbook: str, keep: int = DEFAULT_KEEP_RUNS) -> Pat
     runs.mkdir(parents=True, exist_ok=True)
     run_dir = runs / f"{utc_stamp()}-{playbook}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(mode=0o700)
+    (run_dir / OWNER_FILE).write_text(str(os.getpid()))  # removed by finish_run_dir(); a live run is never rotated
     rotate(runs, keep)
     return run_dir
+
+
+OWNER_FILE = "owner.pid"
+
+
+def finish_run_dir(run_dir: Path) -> None:
+    """The run is over: its directory may be rotated away from now on."""
+    (run_dir / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _run_is_alive(run_dir: Path) -> bool:
+    try:
+        pid = int((run_dir / OWNER_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def rotate(runs: Path, keep: int) -> list[Path]:
     """Remove the oldest run directories beyond `keep` (only ours, by name); returns what was removed."""
     keep = max(1, keep)
     existing = sorted((p for p in runs.iterdir() if p.is_dir() and RUN_DIR_NAME.match(p.name)), key=lambda p: p.name)
-    doomed = existing[:-keep]
+    doomed = [path for path in existing[:-keep] if not _run_is_alive(path)]  # another run's live directory stays
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed

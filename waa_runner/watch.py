@@ -49,8 +49,8 @@ CONNECT_TIMEOUT = 10
 # The states the watcher decides itself (the agent's are status_of's: ready, not_ready, failed, ...)
 UNREACHABLE, STALE, NO_AGENT = "unreachable", "stale", "no_agent"
 # Exit codes of the table (plugins/module_utils/waa_exit_codes.py) for those states.
-CODE_UNREACHABLE, CODE_STALE, CODE_NO_AGENT = 10, 8, 9
-CODE_NAMES = {CODE_UNREACHABLE: "unreachable", CODE_STALE: "deadline", CODE_NO_AGENT: "unknown", 0: "ready"}
+CODE_UNREACHABLE, CODE_STALE, CODE_NO_AGENT = 10, 16, 9  # the exit-code table's unreachable, stale, unknown
+CODE_NAMES = {CODE_UNREACHABLE: "unreachable", CODE_STALE: "stale", CODE_NO_AGENT: "unknown", 0: "ready"}
 
 
 class WatchError(Exception):

@@ -31,6 +31,7 @@ BUSY = 12
 NOT_ALL_READY = 13
 AZURE = 14
 VM_STOPPED = 15
+STALE = 16
 USAGE = 64
 
 EXIT_CODES = {
@@ -95,6 +96,10 @@ EXIT_CODES = {
     VM_STOPPED: ExitCode(
         VM_STOPPED, "vm_stopped", "the Azure VM is deallocated or stopped, so nothing on it runs",
         "`waa-run up` starts it (and brings WAA up); `waa-run down --deallocate` is what stopped it",
+    ),
+    STALE: ExitCode(
+        STALE, "stale", "the host's latest verdict (waa-run watch / gate) is older than --max-age",
+        "check that `waa-run watch` runs and that the host's agent answers (playbooks/watch_agent.yml)",
     ),
     USAGE: ExitCode(USAGE, "usage", "the command line or a variable is invalid; nothing was changed",
                     "see the message and `waa-run --help`"),

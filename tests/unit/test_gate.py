@@ -1,4 +1,4 @@
-"""waa-run gate: 0 only for a fresh ready verdict; else the verdict's code, 8 when stale, 9 when none."""
+"""waa-run gate: 0 only for a fresh ready verdict; else the verdict's code, 16 when stale, 9 when none."""
 from __future__ import annotations
 
 import json
@@ -35,10 +35,10 @@ def test_a_not_ready_verdict_closes_it_with_its_own_code(tmp_path):
     assert (result.exit_code, result.exit_name, result.hint) == (6, "waa_server", "do something")
 
 
-def test_a_stale_verdict_is_8_and_max_age_defaults_to_two_intervals(tmp_path):
+def test_a_stale_verdict_is_16_and_max_age_defaults_to_two_intervals(tmp_path):
     write_latest(tmp_path / "agent", 0, "ready", age=25, interval=10)
     result = gate("localhost", agent_dir=str(tmp_path / "agent"), state_dir=tmp_path / "state")
-    assert result.exit_code == 8 and "stale" in result.message and result.max_age_s == 20
+    assert result.exit_code == 16 and "stale" in result.message and result.max_age_s == 20
     assert gate("localhost", agent_dir=str(tmp_path / "agent"), state_dir=tmp_path / "state", max_age=30).ok
 
 
@@ -57,7 +57,7 @@ def test_a_remote_host_is_answered_from_the_watchers_record(tmp_path):
     (hosts / "waa-1.json").write_text(json.dumps({"local": False, "skew_s": 90, "latest": latest}))
     assert gate("waa-1", state_dir=tmp_path / "state").ok  # the host's clock is 90 s behind ours
     (hosts / "waa-1.json").write_text(json.dumps({"local": False, "skew_s": 0, "latest": latest}))
-    assert gate("waa-1", state_dir=tmp_path / "state").exit_code == 8
+    assert gate("waa-1", state_dir=tmp_path / "state").exit_code == 16
 
 
 def test_the_command_exits_with_the_code_fast(tmp_path):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: openadapt.waa contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -315,11 +314,11 @@ class Agent(object):
             ok, detail = False, str(err)
         self.restarts.append(now)
         self.restarts_total += 1
+        held = now - (self.since or now)
+        message = "%s %s after %s held %.0fs" % (verb, name, found.get("exit_name"), held)
         self.last_action = self.record(
             "heal", self.clock(), action=verb if ok else verb + "_failed", exit_code=found["exit_code"],
-            layer=found.get("layer"), message=("%s %s after %s held %.0fs" % (verb, name, found.get("exit_name"),
-                                                                             now - (self.since or now)))
-            + (": " + detail if detail else ""))
+            layer=found.get("layer"), message=message + (": " + detail if detail else ""))
         self._save_heal()
         return self.last_action
 
