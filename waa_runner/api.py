@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -141,16 +142,30 @@ def azure_sdks_missing() -> str | None:
             f"`{sys.executable} -m pip install -r {requirements}`")
 
 
-def _environment(root: Path) -> dict[str, str]:
+def _environment(root: Path, shim_dir: Path | None = None) -> dict[str, str]:
     env = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
            "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_PIPELINING": "True"}
     # The ansible next to this Python (a venv's bin/) even when that is not on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    if shim_dir is not None:  # ansible-playbook under the orphan guard (waa_runner/orphan_guard.py)
+        env["PATH"] = os.pathsep.join([str(shim_dir), env["PATH"]])
     ours = collections_path(fallback_dir=root)
     user = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or os.environ.get("ANSIBLE_COLLECTIONS_PATHS")
     rest = user or os.pathsep.join([str(Path.home() / ".ansible" / "collections"), "/usr/share/ansible/collections"])
     env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join([ours, rest])
     return env
+
+
+def _guard(run_dir: Path) -> Path | None:
+    """A directory with the orphan guard's `ansible-playbook` shim, or None where there is no /proc or
+    no ansible-playbook next to this Python."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    real = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
+    if real is None or not Path("/proc/self").exists():
+        return None
+    from waa_runner import orphan_guard
+
+    return orphan_guard.install_shim(run_dir / "guard", real).parent
 
 
 def _run(playbook: str, inventory_path: Path, limit: str | None, variables: dict[str, Any], *, forks: int,
@@ -206,7 +221,7 @@ def _run(playbook: str, inventory_path: Path, limit: str | None, variables: dict
             inventory=str(inventory_path),
             limit=limit,
             extravars=plain,
-            envvars=_environment(root),
+            envvars=_environment(root, _guard(run_dir)),
             cmdline=f"-e @{shlex.quote(str(secret_file))}" if secret_file else None,
             forks=forks,
             verbosity=verbosity or None,

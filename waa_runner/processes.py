@@ -56,13 +56,13 @@ def run_tree(artifact_dir: str, parent: int | None = None) -> list[int]:
     return found
 
 
-def kill_run_tree(artifact_dir: str, rounds: int = 10) -> list[int]:
+def kill_run_tree(artifact_dir: str, rounds: int = 10, parent: int | None = None) -> list[int]:
     """Freeze (SIGSTOP) the run's whole process tree until it stops growing, then SIGKILL it all.
 
     Returns the pids signalled."""
     frozen: list[int] = []
     for _ in range(rounds):
-        pids = [pid for pid in run_tree(artifact_dir) if pid not in frozen]
+        pids = [pid for pid in run_tree(artifact_dir, parent) if pid not in frozen]
         if not pids:
             break
         for pid in pids:
