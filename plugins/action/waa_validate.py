@@ -94,9 +94,14 @@ def validate(values, roles, defined):
     problems, checked = [], {}
     for name, spec in sorted(wanted.items()):
         params = {name: values[name]} if name in values else {}
-        result = ArgumentSpecValidator({name: _validator_spec(spec)}).validate(params)
-        if result.error_messages:
-            detail = "; ".join(message.replace(" found in %s" % name, "") for message in result.error_messages)
+        try:
+            result = ArgumentSpecValidator({name: _validator_spec(spec)}).validate(params)
+            errors = list(result.error_messages)
+        except Exception:  # a value of the wrong shape can trip the validator itself (a list for a dict)
+            errors = ["must be a %s%s" % (spec.get("type", "str"), " of %s" % spec["elements"] if spec.get("elements")
+                                          else "")]
+        if errors:
+            detail = "; ".join(message.replace(" found in %s" % name, "") for message in errors)
             shown = _show(values.get(name))
             problems.append("%s=%s: %s" % (name, shown, detail))
             continue

@@ -53,6 +53,17 @@ SET_BY_THE_COLLECTION = frozenset((
     "waa_azure_prices", "waa_container_exists", "waa_container_running", "waa_docker_answers", "waa_docker_probe",
     "waa_health_report", "waa_preflight", "waa_image_id", "waa_validated", "waa_up_probe", "waa_vm_existing",
     "waa_vm_result", "waa_vm_sizes_to_try", "waa_vm_size_attempt", "waa_provision", "waa_validate_roles",
+    "waa_azure_power_result", "waa_verdicts", "waa_verdict",
+    # inventory/azure_rm.yml's pool tag
+    "waa_pool",
+    # the inputs of provision.yml and teardown.yml (checked there, with Azure's rules): they may sit in
+    # the same group_vars as the host inputs
+    "waa_pool_size", "waa_resource_group", "waa_location", "waa_vm_size", "waa_vm_size_fallbacks", "waa_admin_user",
+    "waa_ssh_public_key_file", "waa_ssh_public_key", "waa_ssh_allow_any", "waa_ssh_source_cidr", "waa_os_disk_size_gb",
+    "waa_os_disk_type", "waa_public_ip", "waa_vnet_name", "waa_vnet_cidr", "waa_subnet_name", "waa_subnet_cidr",
+    "waa_auto_shutdown", "waa_auto_shutdown_time", "waa_auto_shutdown_timezone", "waa_tags", "waa_allow_gen2_image",
+    "waa_confirm_teardown", "waa_teardown_vnet", "waa_teardown_timeout", "waa_teardown_poll_seconds",
+    "waa_provision_timeout", "waa_provision_poll_seconds", "waa_provision_targets",
 ))
 
 # The playbooks' own switches (the roles' inputs are in their argument specs).

@@ -159,11 +159,12 @@ def test_deallocate_refuses_a_host_that_is_not_an_azure_vm(tmp_path):
                           stdin=subprocess.DEVNULL)
     report = json.loads(proc.stdout)
     host = report["hosts"]["plain-host"]
-    assert proc.returncode != 0 and host["status"] == "failed"
+    assert (proc.returncode, host["status"], host["exit_code"]) == (64, "usage", 64)
     assert "plain-host is not an Azure VM" in host["message"] and "nothing was changed" in host["message"]
-    # the refusal is the last step: the container role never ran
-    assert (host["steps"][-1]["task"], host["steps"][-1]["status"]) == ("Only Azure VMs can be deallocated", "failed")
-    assert host["changed"] == 0
+    # the refusal came before the container role: it never ran
+    steps = [(step["role"], step["task"], step["status"]) for step in host["steps"]]
+    assert (None, "Only Azure VMs can be deallocated", "failed") in steps
+    assert not [step for step in steps if step[0] == "winarena_container"] and host["changed"] == 0
 
 
 def test_waa_run_provision_creates_a_pool_once_and_refuses_bad_input(azure_double, azure_env, tmp_path):
