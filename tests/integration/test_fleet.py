@@ -72,7 +72,7 @@ def test_broken_hosts_fail_precisely_and_the_others_become_ready(fleet, tmp_path
     assert {name for name, host in hosts.items() if host["status"] == "ready"} == HEALTHY
     assert all(hosts[name]["exit_code"] == 0 for name in HEALTHY)
     assert (hosts["pool-b-1"]["exit_code"], hosts["pool-b-1"]["failed_layer"]) == (1, "nested_virt_check")
-    assert "kvm" in hosts["pool-b-1"]["message"] and "Standard_D8ds_v5" in hosts["pool-b-1"]["message"]
+    assert "kvm" in hosts["pool-b-1"]["message"] and "Standard_D8ds_v5" in hosts["pool-b-1"]["hint"]
     assert (hosts["pool-b-2"]["exit_code"], hosts["pool-b-2"]["failed_layer"]) == (6, "waa_server")
     assert hosts["pool-b-2"]["hint"]
     assert hosts["pool-b-3"]["exit_code"] == 3 and "no-such-tag" in hosts["pool-b-3"]["message"]

@@ -359,6 +359,7 @@ class HostileHost:
 
 
 # -- running the module in a child process ---------------------------------------------------------------
+HWM_PREFIX = "WAA_HOSTILE_VMHWM_KB="
 def run_probe(args: dict[str, Any], kill_after_s: float = 60.0, code_root: str | None = None) -> dict[str, Any]:
     """The module's result in a child Python (what AnsiballZ runs), plus `_rc`, `_wall_s`,
     `_peak_rss_mb` (the child's own VmHWM) and `_killed` (it outlived `kill_after_s`).
@@ -386,7 +387,11 @@ def run_probe(args: dict[str, Any], kill_after_s: float = 60.0, code_root: str |
                 break
             except ValueError:
                 continue
-    result.update(_rc=proc.returncode, _wall_s=round(wall, 2), _peak_rss_mb=round(rusage.ru_maxrss / 1024, 1),
+    peak_kb = float(rusage.ru_maxrss)  # counts the pre-exec fork of this (large) test process too
+    for line in text.splitlines():
+        if line.startswith(HWM_PREFIX):
+            peak_kb = float(line[len(HWM_PREFIX):])
+    result.update(_rc=proc.returncode, _wall_s=round(wall, 2), _peak_rss_mb=round(peak_kb / 1024, 1),
                   _killed=killed, _output=text[-2000:] if not result else "")
     return result
 
@@ -397,8 +402,14 @@ def _child(args_json: str) -> None:
 
     from ansible_collections.openadapt.waa.plugins.modules import waa_health_probe
 
-    with patch_module_args(json.loads(args_json)):
-        waa_health_probe.main()  # type: ignore[no-untyped-call]  # the module is Python-2-style, untyped
+    try:
+        with patch_module_args(json.loads(args_json)):
+            waa_health_probe.main()  # type: ignore[no-untyped-call]  # the module is Python-2-style, untyped
+    finally:  # the probe's own peak after exec (wait4's ru_maxrss also counts the forked test runner)
+        sys.stdout.flush()
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                sys.stderr.write("%s%s\n" % (HWM_PREFIX, line.split()[1]))
 
 
 if __name__ == "__main__":
