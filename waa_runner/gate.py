@@ -50,7 +50,8 @@ class GateResult:
         return data
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing, torn or not an object (the agent writes atomically)."""
     try:
         with open(path, "rb") as handle:
             data = json.load(handle)
@@ -69,13 +70,13 @@ def gate(host: str, *, max_age: float | None = None, state_dir: str | os.PathLik
          agent_dir: str | None = None, local: bool | None = None, now: float | None = None) -> GateResult:
     now = time.time() if now is None else now
     cache_path = _state_root(state_dir) / "watch" / "hosts" / f"{host}.json"
-    cache = _read(cache_path) if "/" not in host else None
+    cache = read_json_object(cache_path) if "/" not in host else None
     is_local = local if local is not None else (bool(cache.get("local")) if cache else host in LOCAL_NAMES)
     latest: dict[str, Any] | None
     if is_local:
         directory = agent_dir or (cache or {}).get("agent_dir") or DEFAULT_AGENT_DIR
         source = os.path.join(directory, "latest.json")
-        latest = _read(Path(source))
+        latest = read_json_object(source)
         skew = 0.0
     else:
         source = str(cache_path)

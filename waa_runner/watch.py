@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from waa_runner.gate import read_json_object
 from waa_runner.ledger import Ledger, iso
 
 DEFAULT_INTERVAL = 30.0
@@ -191,7 +192,7 @@ def local_target(agent_dir: str | None = None) -> Target:
 # ------------------------------------------------------------------------------ collection
 def read_local(agent_dir: str, after: int, limit: int = 1000) -> dict[str, Any]:
     """What the agent's `show` answers, read in this process."""
-    latest = _read_json(os.path.join(agent_dir, "latest.json"))
+    latest = read_json_object(os.path.join(agent_dir, "latest.json"))
     history: list[dict[str, Any]] = []
     base = os.path.join(agent_dir, "history.jsonl")
     for name in (base + ".1", base):
@@ -210,15 +211,6 @@ def read_local(agent_dir: str, after: int, limit: int = 1000) -> dict[str, Any]:
             continue
     history.sort(key=lambda e: e["seq"])
     return {"now": time.time(), "latest": latest, "history": history[:limit]}
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
