@@ -36,6 +36,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import calendar
+import hashlib
 import json
 import re
 import struct
@@ -276,6 +277,7 @@ class Prober(object):
         self.a11y_timeout = a11y_timeout
         self.clock = clock
         self.started_at = None  # UNIX time the container's current run started (from `container`)
+        self.screen_digest = None  # the last screen read (vm_boot's details.screen_digest)
 
     # -- the layers ---------------------------------------------------------------------------
     def docker_daemon(self, deadline):
@@ -370,6 +372,7 @@ class Prober(object):
         if self.check_screen:
             seen, how = self.screen(replies[1], deadline)
             details["screen"] = how
+            details["screen_digest"] = self.screen_digest  # a progress signal of long waits
             if seen == "black":
                 return layer_result("vm_boot", False, "the screen is black (%s)" % how,
                                     failure_class=codes.RECOVERABLE, hint=HINTS["black"], details=details)
@@ -387,6 +390,7 @@ class Prober(object):
         """
         problems = []
         sources = []
+        self.screen_digest = None
         if isinstance(screendump_reply, dict) and "return" in screendump_reply:
             sources.append("qmp screendump")
         else:
@@ -413,6 +417,7 @@ class Prober(object):
                 problems.append("%s: %s" % (source, err))
                 continue
             how = "%s, %sx%s%s" % (source, size[0], size[1], ", black" if black else "")
+            self.screen_digest = "%s:%s" % (source.split()[-1], hashlib.sha256(data).hexdigest()[:16])
             return ("black" if black else "desktop"), how
         return "unchecked", "; ".join(problems)
 

@@ -17,7 +17,13 @@ Public API::
     Backoff(initial=0.25, factor=1.6, maximum=1.0, jitter=0.2, rng=random.random).next() -> seconds
     Breaker(...)                          # waa_health_breaker (re-exported here)
     probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None, force=False,
-          persist=True, clock=monotonic, sleep=time.sleep) -> report (waa_health.summarize + "breaker")
+          persist=True, clock=monotonic, sleep=time.sleep, stall_timeout=0.0, storage_path=None,
+          progress=None) -> report (waa_health.summarize + "breaker", + "progress" for a wait)
+
+A wait also follows progress (waa_health_progress): it ends "stalled" after `stall_timeout`
+seconds in which nothing moved (the storage disk image, the boot status page, the layer reached,
+the screen), before the hard cap `timeout`; a wait the cap ends while things still moved says
+"still progressing at the cap". Both carry `progress` as data.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -33,6 +39,7 @@ from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import (
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_breaker import (  # noqa: F401 (re-exported)
     CLOSED, DISABLED, HALF_OPEN, OPEN, STATE_DIRS, Breaker, default_state_dir, iso,
 )
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_progress import STALL_HINT, Progress
 
 CIRCUIT_LAYER = "circuit_breaker"
 # The breaker's names stay importable from here, where the first callers found them.
@@ -79,15 +86,29 @@ def circuit_open_report(breaker, layers, started, clock):
     return report
 
 
+def stalled_report(report, progress):
+    """The report of a wait that stalled: the layer's own exit code and class, a message and a hint
+    that say it stalled (not timed out: the cap did not end it)."""
+    failed = report["layers"][-1] if report["layers"] and not report["layers"][-1]["healthy"] else None
+    report["message"] = progress.stalled_message(failed)
+    seconds = ("%d" % progress.stall_timeout) if progress.stall_timeout == int(progress.stall_timeout) \
+        else ("%.1f" % progress.stall_timeout)
+    report["hint"] = STALL_HINT % seconds
+    report["timed_out"] = False
+    return report
+
+
 def probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None, force=False, persist=True,
-          clock=monotonic, sleep=time.sleep):
+          clock=monotonic, sleep=time.sleep, stall_timeout=0.0, storage_path=None, progress=None):
     """Evaluate once, or wait until ready, a failure that waiting cannot cure, or the deadline.
 
     `timeout` is the deadline of the whole call (a single probe included); a report that the
     deadline ended says timed_out. The breaker counts failed waits only; a wait's success, or a
     forced probe's success, closes it. Nothing is written when persist is false (check mode) or
     for a plain single probe (report only), except that a malformed state file is rewritten
-    (closed) whenever persisting is allowed.
+    (closed) whenever persisting is allowed. A wait follows progress (see the module docstring):
+    `stall_timeout` 0 turns the stall detection off; `storage_path` is the host directory mounted
+    as the container's /storage (None: no disk signal).
     """
     started = clock()
     if breaker is not None and persist and breaker.warning and breaker.enabled:
@@ -98,6 +119,8 @@ def probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None,
         return report
     deadline = Deadline(timeout, clock)
     backoff = backoff or Backoff()
+    if wait and progress is None:
+        progress = Progress(stall_timeout, storage_path, clock=clock)
     attempt = 0
     checked = None  # the results of the last attempt the deadline did not cut
     while True:
@@ -106,16 +129,25 @@ def probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None,
         cut = cut_by_deadline(results)
         if cut and checked is not None:
             results = checked
+        elif wait and not cut:
+            progress.observe(results)
         report = summarize(results, layers, started, clock, attempts=attempt)
         if report["ready"]:
             break
         if cut or deadline.expired():
             report = summarize(results, layers, started, clock, attempts=attempt, timed_out_after=timeout)
+            if wait and progress.changes and report["layers"] and not report["layers"][-1]["healthy"]:
+                report["message"] = progress.cap_message(report["layers"][-1], timeout)
             break
         if not wait or stops_the_wait(report):
             break
+        if progress.stalled():
+            report = stalled_report(report, progress)
+            break
         checked = results
-        sleep(min(backoff.next(), deadline.remaining()))
+        sleep(min(backoff.next(), deadline.remaining(), progress.stall_in()))
+    if wait:
+        report["progress"] = progress.describe()
     if breaker is not None:
         counts = wait or (force and report["ready"])
         if persist and counts and breaker.record(report["ready"]):
