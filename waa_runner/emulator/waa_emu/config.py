@@ -19,7 +19,7 @@ ENTRY_DEFAULTS: Mapping[str, str] = MappingProxyType({
     "som-origin": "oss", "a11y-backend": "uia", "clean-results": "true", "worker-id": "0", "num-workers": "1",
     "result-dir": "./results", "json-name": "evaluation_examples_windows/test_all.json",
 })
-FAULTS = ("server_down", "server_hang", "empty_tree", "black_screen", "crash")
+FAULTS = ("server_down", "server_hang", "empty_tree", "black_screen", "crash", "install_stall", "install_slow")
 GUEST_PORT = 5000
 PORTS: Mapping[str, int] = MappingProxyType({"web": 8006, "rdp": 3389, "qmp": 7200, "monitor": 7100})
 SCREEN_W, SCREEN_H = 1440, 900
@@ -31,7 +31,7 @@ TRUE_WORDS = ("1", "y", "yes", "true")
 TIMING_DEFAULTS: Mapping[str, tuple[str, float]] = MappingProxyType({
     "boot": ("WAA_EMU_BOOT_S", 2.0), "install": ("WAA_EMU_INSTALL_S", 3.0), "server": ("WAA_EMU_SERVER_S", 2.0),
     "black": ("WAA_EMU_BLACK_S", 1.0), "wait_log": ("WAA_EMU_WAIT_LOG_S", 1.0),
-    "prepare": ("WAA_EMU_PREPARE_S", 3.0),
+    "prepare": ("WAA_EMU_PREPARE_S", 3.0), "slow_install": ("WAA_EMU_SLOW_INSTALL_S", 20.0),
 })
 
 
@@ -63,6 +63,7 @@ class Timings:
     black: float = 1.0
     wait_log: float = 1.0
     prepare: float = 3.0
+    slow_install: float = 20.0  # the install with the install_slow fault
 
     def items(self) -> list[tuple[str, float]]:
         return [(name, getattr(self, name)) for name in TIMING_DEFAULTS]
