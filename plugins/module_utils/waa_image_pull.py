@@ -123,7 +123,30 @@ class PullProgress(object):
     def stalled_for(self):
         return self.clock() - self.last_growth
 
-    def snapshot(self, done=False, failed=None):
+    def bytes(self):
+        layers = list(self.layers.values())
+        return sum(item["current"] for item in layers), sum(item["total"] for item in layers)
+
+    def progress(self, stall_timeout=0, stalled=False):
+        """The same shape as the health probe's `progress` (waa_health_progress): did a stall end
+        the attempt, how long ago the bytes last grew, and the signals (bytes and layers)."""
+        done, total = self.bytes()
+        return {
+            "stalled": bool(stalled),
+            "stall_timeout_s": stall_timeout,
+            "last_progress_s_ago": round(self.stalled_for(), 1),
+            "where": "pull",
+            "signals": {"bytes_done": done, "bytes_total": total,
+                        "layers_done": sum(1 for item in self.layers.values() if item["done"]),
+                        "layers_total": len(self.layers)},
+        }
+
+    def stalled_message(self, stall_timeout, why):
+        """`stalled at pull for S s (N bytes of M): why` - the wording of a stalled health wait."""
+        done, total = self.bytes()
+        return "stalled at pull for %s s (%d bytes of %d): %s" % (stall_timeout, done, total, why)
+
+    def snapshot(self, done=False, failed=None, stall_timeout=0, stalled=False):
         layers = list(self.layers.values())
         return {
             "image": self.image,
@@ -137,6 +160,7 @@ class PullProgress(object):
             "elapsed_s": round(self.clock() - self.started, 1),
             "done": bool(done),
             "failed": failed,
+            "progress": self.progress(stall_timeout, stalled),
         }
 
 
@@ -174,15 +198,21 @@ def backoff_delays(initial, factor, maximum, rng=random.random):
 def pull_once(messages, progress, stall_timeout, on_progress, report_every=0.5):
     """Consume one attempt's messages; raise PullError(stalled=True) when bytes stop growing."""
     last_report = 0.0
-    for message in messages:
-        progress.update(message)
-        now = progress.clock()
-        if progress.stalled_for() > stall_timeout:
-            raise PullError("no progress for %ds (%s)" % (stall_timeout, progress.status), stalled=True)
-        if now - last_report >= report_every:
-            on_progress(progress.snapshot())
-            last_report = now
-    on_progress(progress.snapshot())
+    try:
+        for message in messages:
+            progress.update(message)
+            now = progress.clock()
+            if progress.stalled_for() > stall_timeout:
+                raise PullError(progress.stalled_message(stall_timeout, "no progress for %ds (%s)" % (
+                    stall_timeout, progress.status)), stalled=True)
+            if now - last_report >= report_every:
+                on_progress(progress.snapshot(stall_timeout=stall_timeout))
+                last_report = now
+    except PullError as err:
+        if err.stalled and not str(err).startswith("stalled at pull"):
+            raise PullError(progress.stalled_message(stall_timeout, str(err)), stalled=True)
+        raise
+    on_progress(progress.snapshot(stall_timeout=stall_timeout))
 
 
 # ------------------------------------------------------------------------------- the engine
@@ -246,7 +276,7 @@ def run_pull(job, client, report, sleep=time.sleep):
     an attempt that failed); returns the final snapshot, with the result fields (present,
     image_id, source, pull_attempts, changed, errors). `report(snapshot)` hears every progress."""
     reference, name = job["image"], job["name"]
-    attempts, errors, last = 0, [], None
+    attempts, errors, last, last_stall = 0, [], None, None
     for source in job["sources"]:
         ref = source["reference"]
         auth = registry_auth_header(source.get("username"), source.get("password"),
@@ -268,14 +298,20 @@ def run_pull(job, client, report, sleep=time.sleep):
                 return final
             except (PullError, docker_api.DockerUnavailable, docker_api.DockerAPIError) as err:
                 stalled = getattr(err, "stalled", False)
-                errors.append("%s attempt %d: %s%s" % (ref, attempt, "stalled, " if stalled else "", err))
-                last = progress.snapshot(failed=str(err))
+                errors.append("%s attempt %d: %s" % (ref, attempt, err))
+                last = progress.snapshot(failed=str(err), stall_timeout=job["stall_timeout"], stalled=stalled)
+                last_stall = str(err) if stalled else None
                 last.update(pull_attempts=attempts)
                 report(last)
                 if attempt < int(job.get("retries", 3)):
                     sleep(next(delays))
     final = dict(last or {}, done=True, present=False, changed=False, pull_attempts=attempts, errors=errors)
-    final["failed"] = "pull failed after %d attempts: %s" % (attempts, " | ".join(errors[-3:]) or "no source")
+    stalled = last_stall
+    if stalled:  # the last attempt stalled: say so first, as a stalled health wait does
+        final["failed"] = "%s; pull failed after %d attempts: %s" % (
+            stalled.split(": ", 1)[0], attempts, " | ".join(errors[-3:]))
+    else:
+        final["failed"] = "pull failed after %d attempts: %s" % (attempts, " | ".join(errors[-3:]) or "no source")
     return final
 
 
@@ -431,6 +467,30 @@ def spawn_worker(job, python=None, handshake_s=15.0):
         proc.stderr.close()
 
 
+STALL_HINT = ("the registry stopped sending (no new bytes for the stall timeout): pull from a regional mirror "
+              "(waa_image_fallback_registry), check the registry's rate limits, or raise waa_image_stall_timeout "
+              "if it is only slow")
+
+
+def failure_hint(snapshot, default):
+    """The hint of a failed pull: the stall's when the last attempt stalled, else `default`."""
+    info = (snapshot or {}).get("progress") or {}
+    return STALL_HINT if info.get("stalled") else default
+
+
+def cap_message(snapshot, cap_s, stall_timeout):
+    """The hard cap's verdict: `still progressing at the cap (...)` when the bytes grew within the
+    stall timeout, the wording of a health wait the cap ended while it moved."""
+    info = (snapshot or {}).get("progress") or {}
+    signals = info.get("signals") or {}
+    ago = info.get("last_progress_s_ago")
+    where = "%d bytes of %d" % (signals.get("bytes_done", 0), signals.get("bytes_total", 0))
+    if ago is not None and (not stall_timeout or ago < stall_timeout):
+        return "still progressing at the cap (deadline %d s; last progress %s s ago: %s): hard cap: the pull did " \
+               "not finish within %ds" % (cap_s, ago, where, cap_s)
+    return "hard cap: the pull did not finish within %ds (%s)" % (cap_s, where)
+
+
 def worker_main(job):
     """The worker's body (in its own process): pull, report, obey the lease and the hard cap."""
     os.umask(0o077)
@@ -474,7 +534,7 @@ def worker_main(job):
             now = time.time()
             why = None
             if now >= hard_cap:
-                why = "hard cap: the pull did not finish within %ds" % cap_s
+                why = cap_message(latest[0], cap_s, job.get("stall_timeout") or 0)
             elif lease_left(lease_file, now) <= 0:
                 why = ("abandoned: nobody renewed the pull's lease (the controller is gone or the run was "
                        "cancelled); the worker stopped the pull")

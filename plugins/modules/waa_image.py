@@ -171,8 +171,17 @@ pull_attempts:
   returned: always
   type: int
 pull_progress:
-  description: Last progress snapshot (bytes_done, bytes_total, layers_done, layers_total, status).
+  description: Last progress snapshot (bytes_done, bytes_total, layers_done, layers_total, status, progress).
   returned: when a pull ran
+  type: dict
+progress:
+  description:
+    - What the pull saw of progress, in the shape of M(openadapt.waa.waa_health_probe)'s C(progress) -
+      C(stalled) (a stall ended the last attempt), C(stall_timeout_s), C(last_progress_s_ago), C(where) (V(pull))
+      and C(signals) (C(bytes_done), C(bytes_total), C(layers_done), C(layers_total)).
+    - "A stalled pull's message reads C(stalled at pull for S s (N bytes of M): ...); a pull the hard cap
+      O(pull_timeout) ended while bytes still came reads C(still progressing at the cap (deadline X s; ...))."
+  returned: when a pull ran in the foreground
   type: dict
 exit_code:
   description: 3 (image pull) or 2 (engine) on failure, as in waa-run's exit code table.
@@ -191,8 +200,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_docker_api as docker_api
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_image_pull import (
-    PullError, inspect_image, lease_path, pull_sources, read_progress, run_pull, spawn_worker, worker_alive,
-    write_lease, write_progress,
+    PullError, failure_hint, inspect_image, lease_path, pull_sources, read_progress, run_pull, spawn_worker,
+    worker_alive, write_lease, write_progress,
 )
 
 STEP = "winarena_image"
@@ -230,8 +239,9 @@ def main():
     def fail(code, message, **extra):
         result.update(extra)
         text = "image %s: %s" % (reference, message)
-        module.fail_json(msg=text, exit_code=codes.code_of(code), hint=codes.describe(codes.code_of(code)).hint,
-                         waa_verdict=codes.verdict(code, text, step=STEP), **result)
+        hint = failure_hint(result.get("pull_progress"), codes.describe(codes.code_of(code)).hint)
+        module.fail_json(msg=text, exit_code=codes.code_of(code), hint=hint,
+                         waa_verdict=codes.verdict(code, text, step=STEP, hint=hint), **result)
 
     try:
         found = inspect_image(client, reference)
@@ -281,7 +291,8 @@ def main():
     final = run_pull(job, client, lambda snapshot: write_progress(p["progress_file"], snapshot))
     job.clear()
     write_progress(p["progress_file"], final)
-    result.update(pull_attempts=final.get("pull_attempts", 0), pull_progress=final, errors=final.get("errors", []))
+    result.update(pull_attempts=final.get("pull_attempts", 0), pull_progress=final, errors=final.get("errors", []),
+                  progress=final.get("progress"))
     if not final.get("present"):
         fail("image_pull", final.get("failed") or "the pull failed")
     result.update(changed=True, present=True, source=final.get("source"), image_id=final.get("image_id"))

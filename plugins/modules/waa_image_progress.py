@@ -76,8 +76,16 @@ pull_attempts:
   returned: when done
   type: int
 pull_progress:
-  description: image, source, attempt, bytes_done, bytes_total, layers_done, layers_total, status, elapsed_s, failed.
+  description: image, source, attempt, bytes_done, bytes_total, layers_done, layers_total, status, elapsed_s, failed, progress.
   returned: always
+  type: dict
+progress:
+  description:
+    - What the pull saw of progress, in the shape of M(openadapt.waa.waa_health_probe)'s C(progress) -
+      C(stalled), C(stall_timeout_s), C(last_progress_s_ago), C(where) (V(pull)), C(signals) (bytes and layers).
+    - "A stalled pull fails with C(stalled at pull for S s (N bytes of M): ...); one that the hard cap ended
+      while bytes still came with C(still progressing at the cap (deadline X s; last progress N s ago: ...))."
+  returned: when the pull worker reported it
   type: dict
 msg:
   description: One progress line, e.g. C(pulling 1.2/14.0 GB, 3/12 layers).
@@ -93,7 +101,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_image_pull import (
-    read_progress, worker_alive, write_lease,
+    failure_hint, read_progress, worker_alive, write_lease,
 )
 
 RESULT_FIELDS = ("present", "image_id", "source", "pull_attempts", "errors")
@@ -132,6 +140,8 @@ def main():
         write_lease(snapshot["lease_file"], p["lease"])
     result = dict(changed=False, done=done, pull_progress=snapshot, msg=progress_line(snapshot),
                   present=bool(snapshot.get("present")))
+    if snapshot.get("progress"):
+        result["progress"] = snapshot["progress"]
     if done:
         for key in RESULT_FIELDS:
             if key in snapshot:
@@ -142,8 +152,10 @@ def main():
             message = "image %s: %s" % (image, snapshot.get("failed") or "the pull failed")
             result["msg"] = message
             if p["fail_on_error"]:
-                module.fail_json(exit_code=codes.IMAGE_PULL, hint=codes.describe(codes.IMAGE_PULL).hint,
-                                 waa_verdict=codes.verdict("image_pull", message, step="winarena_image"), **result)
+                hint = failure_hint(snapshot, codes.describe(codes.IMAGE_PULL).hint)
+                module.fail_json(exit_code=codes.IMAGE_PULL, hint=hint,
+                                 waa_verdict=codes.verdict("image_pull", message, step="winarena_image", hint=hint),
+                                 **result)
     module.exit_json(**result)
 
 
