@@ -264,6 +264,7 @@ RULES = {
     "waa_preflight_temp_disk_paths": paths,
     "waa_health_layers": layers_nonempty,
     "waa_health_timeout": number(0, 86400, low_open=True),
+    "waa_health_stall_timeout": number(0, 86400),
     "waa_health_request_timeout": number(0, 600, low_open=True),
     "waa_health_recovery_timeout": number(0, 86400, low_open=True),
     "waa_health_backoff_initial": number(0, 600, low_open=True),
