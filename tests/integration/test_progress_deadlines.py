@@ -64,8 +64,9 @@ def test_a_stalled_install_ends_stalled_long_before_the_cap(emulator, tmp_path):
     handle = emulator(env={**FAST, "WAA_EMU_FAULT": "install_slow", "WAA_EMU_SLOW_INSTALL_S": "30"})
     proc = probe_in_background(handle, tmp_path, wait=True, timeout=CAP_S, stall_timeout=STALL_S,
                                storage_path=str(handle.storage_dir))
-    percent = poll_until(lambda: (install_percent(handle) or 0) >= 5 and install_percent(handle),
-                         deadline_s=30, what="the install at 5%")
+    # 15% of 30 s: ~5.5 s after the start, when the wait (ansible's start-up ~2 s) has seen it move
+    percent = poll_until(lambda: (install_percent(handle) or 0) >= 15 and install_percent(handle),
+                         deadline_s=30, what="the install at 15%")
     handle.exec("waa-emu-fault", "install_stall")
     stalled_at = time.monotonic()
     result = result_of(proc)
@@ -78,10 +79,11 @@ def test_a_stalled_install_ends_stalled_long_before_the_cap(emulator, tmp_path):
     assert int(match.group(1)) >= percent and match.group(2) != "0 B", result["message"]
     assert result["timed_out"] is False and "stalled" in result["hint"]
     progress = result["progress"]
-    assert progress["stalled"] is True and progress["last_progress_s_ago"] >= STALL_S and progress["changes"] >= 3
+    assert progress["stalled"] is True and progress["last_progress_s_ago"] >= STALL_S and progress["changes"] >= 1, \
+        progress
     assert progress["signals"]["disk"]["allocated"] > 0 and progress["signals"]["layer"] == "vm_boot"
     assert result["waa_verdict"]["message"] == result["message"] and result["waa_verdict"]["exit_code"] == 5
-    assert after_stall < STALL_S + SLACK_S, f"the stall was noticed {after_stall:.1f}s after it began"
+    assert after_stall < STALL_S + SLACK_S, f"the stall was noticed {after_stall:.1f}s after it began: {result}"
     assert result["duration_s"] < CAP_S / 3, result["duration_s"]
 
 

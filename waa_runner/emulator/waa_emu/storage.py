@@ -41,7 +41,7 @@ def ensure_disk(state: State) -> bool:
     return True
 
 
-INSTALL_CHUNK = 16 << 10  # bytes the install writes into data.img per percent (the disk grows)
+INSTALL_CHUNK = 4 << 10  # bytes (one block) the install writes into data.img per percent: it grows, stays sparse
 
 
 def install_step(percent: int) -> str:
@@ -54,7 +54,7 @@ def write_progress(disk: str, percent: int) -> None:
     try:
         size = os.path.getsize(disk)
         with open(disk, "r+b") as handle:
-            handle.seek(max(0, min(size - INSTALL_CHUNK, size * percent // 100)))
+            handle.seek(max(0, min(size - INSTALL_CHUNK, size * percent // 100)) // INSTALL_CHUNK * INSTALL_CHUNK)
             handle.write(b"\xa5" * INSTALL_CHUNK)
     except OSError:
         pass  # the status page still moves; the disk is only one of the signals
