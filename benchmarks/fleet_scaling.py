@@ -2,6 +2,11 @@
 """Fleet `up` over SSH for N hosts against the emulator: wall time against the boot time B, cost
 per extra host of a no-op `up` and of `probe`, the old tooling's schedule, controller CPU and memory.
 
+Also per size: task results and module calls per host (runner events, benchmarks/ansible_counts.py),
+controller CPU per host, the no-op `up` with cold and warm SSH masters, the same playbook with plain
+ansible-playbook (the wrapper's overhead), and a plain-Python reference that makes the same five
+checks over the same SSH hosts in parallel (benchmarks/ssh_reference.py): our wall time over its.
+
 Prints figures and ratios; asserts nothing. Run: .venv/bin/python benchmarks/fleet_scaling.py
   --sizes 1,5,10,20     fleet sizes (each fleet is made, measured and removed; default 1,5,10)
   --boot-seconds 20     the emulator's warm boot B, container start to ready (default 20)
@@ -35,9 +40,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.fleet import Fleet, emulator_timings, start_fleet  # noqa: E402
+from benchmarks import ansible_counts, ssh_reference  # noqa: E402
+from tests.support.fleet import Fleet, _ssh_options, emulator_timings, start_fleet  # noqa: E402
 
 WAA_RUN = str(Path(sys.executable).parent / "waa-run")
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 READY_LINE = "VM is up and running, and the Windows Arena Server is ready to use!"
 OLD_BATCH, OLD_FIRST_SLEEP_S, OLD_EVERY_S = 5, 30.0, 5.0
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -74,13 +81,12 @@ def _process_tree_rss_kb(root: int) -> int:
     return total
 
 
-def waa_run(command: str, fleet: Fleet, forks: int, *extra: str) -> Run:
-    argv = [WAA_RUN, command, "-i", str(fleet.inventory), "--state-dir", str(fleet.directory / "state"),
-            "--forks", str(forks), "--json", *extra]
+def timed_run(argv: list[str], env: dict[str, str] | None = None) -> Run:
+    """Run argv to its end: wall time, CPU of its whole reaped tree, peak RSS; the JSON report if it printed one."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            text=True)
+                            text=True, cwd=REPO, env=env)
     peak = 0
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
@@ -98,6 +104,27 @@ def waa_run(command: str, fleet: Fleet, forks: int, *extra: str) -> Run:
         report = {}
     ready = sum(1 for host in report.get("hosts", {}).values() if host.get("exit_code") == 0)
     return Run(wall, cpu, peak / 1024, proc.returncode, ready, report)
+
+
+def waa_run(command: str, fleet: Fleet, forks: int, *extra: str) -> Run:
+    return timed_run([WAA_RUN, command, "-i", str(fleet.inventory), "--state-dir", str(fleet.directory / "state"),
+                      "--forks", str(forks), "--json", *extra])
+
+
+def plain_playbook(playbook: str, fleet: Fleet, forks: int) -> Run:
+    """The same playbook with plain ansible-playbook and the fleet's ansible.cfg (no wrapper)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(fleet.ansible_cfg), "ANSIBLE_FORKS": str(forks)}
+    return timed_run([ANSIBLE_PLAYBOOK, str(REPO / "playbooks" / f"{playbook}.yml")], env)
+
+
+def counts(run: Run) -> tuple[float, float]:
+    """(task results, module calls) per host of a waa-run run, from its runner events."""
+    artifact_dir = run.report.get("artifact_dir")
+    return ansible_counts.per_host(ansible_counts.count(artifact_dir)) if artifact_dir else (0.0, 0.0)
+
+
+def reference(fleet: Fleet) -> ssh_reference.Reference:
+    return ssh_reference.probe_fleet([host.address for host in fleet.hosts], _ssh_options(fleet.key, fleet.known_hosts))
 
 
 def ssh_connect_s(fleet: Fleet, name: str) -> float:
@@ -170,7 +197,12 @@ def measure(size: int, boot: float, forks: int) -> dict:
     try:
         setup = waa_run("vm-setup", fleet, forks)
         fleet.close_masters()
-        noop = waa_run("up", fleet, forks)
+        noop = waa_run("up", fleet, forks)  # cold: new SSH masters
+        noop_warm = waa_run("up", fleet, forks)  # the masters of the run before (ControlPersist)
+        fleet.close_masters()
+        plain = plain_playbook("up", fleet, forks)
+        fleet.close_masters()
+        ref = reference(fleet)
         fleet.close_masters()
         probe = waa_run("probe", fleet, forks)
         down = waa_run("down", fleet, forks)
@@ -185,7 +217,8 @@ def measure(size: int, boot: float, forks: int) -> dict:
     boots = [ready - start for start, ready in filter(None, timelines.values())]
     first_start = min((start for start, _ in filter(None, timelines.values())), default=run_started) - run_started
     last_ready = max((ready for _, ready in filter(None, timelines.values())), default=run_started) - run_started
-    return {"size": size, "made_s": made, "setup": setup, "noop": noop, "probe": probe, "down": down, "up": up,
+    return {"size": size, "made_s": made, "setup": setup, "noop": noop, "noop_warm": noop_warm, "plain": plain,
+            "ref": ref, "probe": probe, "down": down, "up": up,
             "boots": boots, "ssh": ssh, "first_start_s": first_start, "last_ready_s": last_ready,
             "old_s": old_schedule(ssh, boots) if len(boots) == size else None}
 
@@ -221,6 +254,27 @@ def main() -> int:
               f"{row['noop'].wall_s:>7.1f}s {row['probe'].wall_s:>5.1f}s {row['down'].wall_s:>5.1f}s "
               f"{up.cpu_s / size:>10.2f} {up.peak_rss_mb:>10.0f} {row['setup'].wall_s:>7.0f}s "
               f"{up.ready:>3}/{size}")
+    print("\n== per host: what Ansible did (task results / module calls, from the runner's events) and the "
+          "controller's CPU")
+    print(f"{'N':>3} {'no-op up':>9} {'probe':>9} {'up stopped':>10} {'vm-setup':>9} {'CPU/host no-op':>14} "
+          f"{'CPU/host probe':>14} {'CPU/host up':>11}")
+    for row in rows:
+        size = row["size"]
+        cells = ["%.0f/%.0f" % counts(row[name]) for name in ("noop", "probe", "up", "setup")]
+        print(f"{size:>3} {cells[0]:>9} {cells[1]:>9} {cells[2]:>10} {cells[3]:>9} "
+              f"{row['noop'].cpu_s / size:>13.2f}s {row['probe'].cpu_s / size:>13.2f}s {row['up'].cpu_s / size:>10.2f}s")
+    print("\n== no-op `up` against the plain-Python reference (same five checks, parallel SSH, no Ansible)")
+    print(f"{'N':>3} {'no-op cold':>10} {'warm':>6} {'plain a-p':>9} {'waa-run/plain':>13} {'reference':>9} "
+          f"{'ref CPU':>7} {'ours/ref':>8} {'ref ready':>9}")
+    for row in rows:
+        size, ref = row["size"], row["ref"]
+        print(f"{size:>3} {row['noop'].wall_s:>9.1f}s {row['noop_warm'].wall_s:>5.1f}s {row['plain'].wall_s:>8.1f}s "
+              f"{row['noop'].wall_s / row['plain'].wall_s:>12.2f}x {ref.wall_s:>8.2f}s {ref.cpu_s:>6.2f}s "
+              f"{row['noop'].wall_s / ref.wall_s:>7.1f}x {ref.ready:>5}/{size}")
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"no-op up T{last['size']}/T{first['size']}: {last['noop'].wall_s / first['noop'].wall_s:.2f} (cold), "
+              f"{last['noop_warm'].wall_s / first['noop_warm'].wall_s:.2f} (warm)")
     sizes_f = [float(row["size"]) for row in rows]
     per_host = {name: slope(sizes_f, values) for name, values in {
         "up (s)": [row["up"].wall_s for row in rows],

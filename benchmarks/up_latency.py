@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import waa_runner  # noqa: E402
+from benchmarks import ansible_counts  # noqa: E402
 from waa_runner import api  # noqa: E402
 from waa_runner.collection import collections_path, local_inventory, playbook_path  # noqa: E402
 
@@ -92,6 +93,7 @@ def main() -> int:
             if proc.returncode != 0:
                 print(proc.stdout[-3000:], proc.stderr[-3000:])
                 return 1
+            counted = {"first up": ansible_counts.per_host(ansible_counts.count(json.loads(proc.stdout)["artifact_dir"]))}
 
             # 1. no-op up on a ready host (where its time goes), interleaved with 2. plain
             # ansible-playbook of the same playbook with the same variables and collection, so that
@@ -107,6 +109,7 @@ def main() -> int:
                 if report["exit_code"] != 0 or report["hosts"]["localhost"]["changed"] != 0:
                     print("warning: the no-op up was not a no-op:", report["summary"])
                 noop.append(seconds)
+                counted["no-op up"] = ansible_counts.per_host(ansible_counts.count(report["artifact_dir"]))
                 timings.append(report["hosts"]["localhost"]["timings"])
                 seconds, proc = timed(plain_cmd, env)
                 if proc.returncode != 0:
@@ -140,6 +143,8 @@ def main() -> int:
             subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
 
     print(f"== waa-run up, one host, emulator warm boot {args.boot:g} s ({args.rounds} rounds, medians)")
+    for what, (results, calls) in counted.items():
+        print(f"{what + ':':<38}{results:4.0f} task results, {calls:.0f} module calls")
     print(f"waa-run --help                        {help_s:6.2f} s")
     print(f"first up (create + first boot):       {first_s:6.1f} s")
     noop_m, plain_m = median(noop), median(plain)

@@ -15,9 +15,7 @@ __metaclass__ = type
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_exit_codes import (
-    UNKNOWN, VERDICT_KEY, verdict, verdict_in, verdict_of_result)
-
-STATS_KEY = "waa_verdicts"
+    UNKNOWN, VERDICT_KEY, published, verdict, verdict_in, verdict_of_result)
 
 
 class ActionModule(ActionBase):
@@ -36,5 +34,5 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get("inventory_hostname", "")
         result.update(changed=False, msg="%s: exit code %s" % (host, found["exit_code"]))
         result[VERDICT_KEY] = found
-        result["ansible_stats"] = {"data": {STATS_KEY: {host: found}}, "per_host": False, "aggregate": True}
+        result["ansible_stats"] = published(host, found)
         return result

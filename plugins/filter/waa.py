@@ -14,6 +14,8 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.openadapt.waa.plugins.module_utils import waa_container_config
+
 # entry.sh's flags (WindowsAgentArena src/win-arena-container/entry.sh); an unknown one makes the
 # real script loop forever at 100% CPU.
 ENTRY_FLAGS = (
@@ -67,10 +69,19 @@ def waa_container_env(base, extra):
     return dict((str(k), _flag_value(v)) for k, v in merged.items())
 
 
+def waa_config_fingerprint(spec):
+    """The container description's fingerprint: the label the probe compares (waa_container_config)."""
+    try:
+        return waa_container_config.fingerprint(spec)
+    except ValueError as err:
+        raise AnsibleFilterError(str(err))
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "waa_entry_args": waa_entry_args,
             "waa_published_ports": waa_published_ports,
             "waa_container_env": waa_container_env,
+            "waa_config_fingerprint": waa_config_fingerprint,
         }

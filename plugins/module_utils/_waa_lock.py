@@ -27,6 +27,8 @@ import re
 import tempfile
 import time
 
+from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
+
 DEFAULT_DIR = "/run/lock/openadapt-waa"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -254,3 +256,49 @@ class HostLock(object):
             return False
         finally:
             os.close(fd)
+
+
+class LockFailure(Exception):
+    """The run cannot have the lock: `message`, its verdict and the holder (empty when none)."""
+
+    def __init__(self, message, verdict, holder=None, exit_code=None):
+        super(LockFailure, self).__init__(message)
+        self.message = message
+        self.verdict = verdict
+        self.holder = holder or {}
+        self.exit_code = exit_code if exit_code is not None else verdict["exit_code"]
+
+
+def run_owner(owner):
+    """The owner record of a run as the modules get it (run_id required, pid a number or None)."""
+    owner = dict(owner or {})
+    if not owner.get("run_id"):
+        raise LockFailure("waa_lock: owner.run_id is required (one id per run)",
+                          codes.verdict("usage", "waa_lock: owner.run_id is required", step="lock"))
+    if owner.get("pid") is not None:
+        try:
+            owner["pid"] = int(owner["pid"])
+        except (TypeError, ValueError):
+            owner["pid"] = None
+    return owner
+
+
+def take(name, owner, ttl, wait_s=0.0, takeover_own=False, directory=DEFAULT_DIR):
+    """Take the lease for one run: (HostLock, result {changed, holder, waited[, took_over]}).
+
+    The one way the modules acquire (waa_lock, and waa_health_probe's `lock`): a live holder is
+    LockFailure with the busy verdict (exit 12), an unusable lock directory the unknown one."""
+    try:
+        host_lock = HostLock(name, directory)
+        changed, stale, waited = host_lock.acquire(owner, ttl, wait_s=wait_s, takeover_own=takeover_own)
+        result = dict(changed=changed, holder=host_lock.read(), waited=waited)
+    except Busy as busy:
+        message = str(busy)
+        raise LockFailure(message, codes.verdict("busy", message, step="lock", failure_class="transient"),
+                          holder=busy.holder, exit_code=codes.BUSY)
+    except (LockError, IOError, OSError) as err:
+        message = "the lock of %s cannot be used: %s" % (name, err)
+        raise LockFailure(message, codes.verdict("unknown", message, step="lock"))
+    if stale:
+        result["took_over"] = stale
+    return host_lock, result

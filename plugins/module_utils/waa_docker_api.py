@@ -181,6 +181,16 @@ class DockerClient(object):
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
 
+    def inspect_image(self, reference, timeout=10, max_bytes=MAX_INSPECT):
+        """The image's inspect document, or None when the engine has no image of that reference."""
+        status, _headers, body = self.request("GET", "/images/%s/json" % quote(reference, safe=""),
+                                              timeout=timeout, max_bytes=max_bytes)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise DockerAPIError(status, _error_message(body))
+        return json_body(body)
+
     def container_logs(self, name, tail=20, since=None, timeout=10, max_bytes=MAX_LOGS):
         """The last `tail` lines of stdout and stderr as text (the multiplexed stream demuxed).
 

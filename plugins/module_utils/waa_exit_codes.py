@@ -138,6 +138,14 @@ VERDICT_KEY = "waa_verdict"
 VERDICT_FIELDS = ("exit_code", "exit_name", "step", "layer", "failure_class", "message", "hint")
 
 
+STATS_KEY = "waa_verdicts"  # the custom stats (set_stats) key: AWX/AAP job artifacts
+
+
+def published(host, found):
+    """The `ansible_stats` of a task result that publishes one host's verdict (aggregated per host)."""
+    return {"data": {STATS_KEY: {host: found}}, "per_host": False, "aggregate": True}
+
+
 def code_of(value):
     """An exit code given as its number or its name ('usage', 'image_pull'); None when unknown."""
     if isinstance(value, bool):

@@ -46,6 +46,7 @@ from collections import namedtuple
 
 from ansible_collections.openadapt.waa.plugins.module_utils import _waa_transport as transport
 from ansible_collections.openadapt.waa.plugins.module_utils import waa_exit_codes as codes
+from ansible_collections.openadapt.waa.plugins.module_utils.waa_container_config import LABEL as CONFIG_LABEL
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_docker_api import (
     MAX_ARCHIVE, MAX_INSPECT, MAX_LOGS, DockerAPIError, DockerClient, DockerUnavailable, socket_path_of,
 )
@@ -246,6 +247,14 @@ def qmp_session(host, port, commands, timeout):
         raise ProbeError(str(err) if str(err).startswith(what) else "%s: %s" % (what, err))
 
 
+def _label(info, name):
+    """One label of an inspect document, or None (labels are a mapping of strings when present)."""
+    config = info.get("Config") if isinstance(info.get("Config"), dict) else {}
+    labels = config.get("Labels") if isinstance(config.get("Labels"), dict) else {}
+    value = labels.get(name)
+    return value if isinstance(value, str) else None
+
+
 def parse_docker_time(text):
     """UNIX seconds of an engine timestamp like 2026-11-24T15:54:50.584367848Z, or None."""
     match = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$", text or "")
@@ -319,6 +328,9 @@ class Prober(object):
             "exit_code": state.get("ExitCode"), "restart_count": info.get("RestartCount", 0),
             "started_at": state.get("StartedAt"),
             "image": info["Config"].get("Image") if isinstance(info.get("Config"), dict) else None,
+            # what up's fast path compares with the declared container (waa_container_config)
+            "image_id": info.get("Image") if isinstance(info.get("Image"), str) else None,
+            "config_fingerprint": _label(info, CONFIG_LABEL),
         }
         self.started_at = parse_docker_time(state.get("StartedAt") if isinstance(state.get("StartedAt"), str) else None)
         problem = None

@@ -106,9 +106,24 @@ options:
     type: bool
     default: false
   timeout:
-    description: Deadline in seconds for the whole wait (or the single probe).
+    description: Deadline in seconds for the whole wait (or the single probe) - the hard cap.
     type: float
     default: 600
+  stall_timeout:
+    description:
+      - With O(wait=true), end the wait as stalled after this many seconds in which nothing progressed - the
+        files under O(storage_path) (the Windows disk image growing), the boot status page on 8006
+        changing, the layer the probe reaches advancing, the screen changing - long before the hard cap
+        O(timeout). A wait that the cap ends while something still moved says C(still progressing at the cap).
+      - The default leaves room for the quiet spells of a real first boot (Windows setup's reboots and
+        long steps, a few minutes each). V(0) turns the stall detection off (the cap alone ends the wait).
+    type: float
+    default: 600
+  storage_path:
+    description:
+      - The host directory mounted as the container's C(/storage) (C(data.img), C(windows.boot)); its files
+        are a progress signal of O(stall_timeout) (lstat only, at most 256 entries). Unset - no disk signal.
+    type: path
   request_timeout:
     description: Total timeout in seconds of each request - connect, headers and body together (bounded by the deadline).
     type: float
@@ -164,6 +179,67 @@ options:
         never taken for the host's verdict.
     type: bool
     default: true
+  expect_config:
+    description:
+      - The declared container, to tell whether the probed one is it (C(up)'s fast path). The
+        result then has C(config) and C(up_to_date) - ready, and the container carries this
+        fingerprint in its C(io.openadapt.waa.config) label and runs the image O(expect_config.image)
+        names now. The fingerprint is the filter C(openadapt.waa.waa_config_fingerprint) of the
+        description the winarena_container role creates the container from.
+    type: dict
+    suboptions:
+      fingerprint:
+        description: The declared container's fingerprint.
+        type: str
+        required: true
+      image:
+        description: The declared image reference (name:tag or name@digest).
+        type: str
+        required: true
+  lock:
+    description:
+      - Take this run's lease on the host's container (the one of M(openadapt.waa.waa_lock), named
+        after O(container_name)) before probing, in the same module call. A live holder fails the
+        task with exit code 12 (busy); in check mode nothing is taken.
+    type: dict
+    suboptions:
+      owner:
+        description: The run's owner record (C(run_id) required), as for M(openadapt.waa.waa_lock).
+        type: dict
+        required: true
+      wait:
+        description: Seconds to wait for a live holder.
+        type: float
+        default: 0
+      ttl:
+        description: Seconds the lease lasts unless renewed or released.
+        type: int
+        default: 7200
+      takeover_own:
+        description: Take over a lease of the same controller (waa-run holds its own lock per host).
+        type: bool
+        default: false
+      lock_dir:
+        description: Directory of the lease files.
+        type: path
+        default: /run/lock/openadapt-waa
+      release:
+        description:
+          - When the module lets the lease go again - V(never) (a later task releases it),
+            V(always), or V(when_up_to_date) (nothing else will happen on this host in this run).
+          - The lease is also released when the module fails after taking it.
+        type: str
+        choices: [never, always, when_up_to_date]
+        default: never
+  publish:
+    description:
+      - Publish the verdict in the play's custom stats (C(waa_verdicts), AWX job artifacts), from
+        the controller side of this task - V(never), V(always), or V(when_up_to_date) (only when
+        this probe is the host's last step). A failed task publishes nothing (Ansible keeps no stats
+        of failed results); the playbooks' rescue does that.
+    type: str
+    choices: [never, always, when_up_to_date]
+    default: never
 notes:
   - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written.
   - Only waits count for the breaker. A single probe (O(wait=false)) never changes the breaker's file,
@@ -278,10 +354,26 @@ hint:
   returned: always
   type: str
 message:
-  description: "One line: C(<layer>: <what is wrong>) (C(<layer>: timed out after N s: ...) after a wait), or C(ready: ...)."
+  description:
+    - "One line: C(<layer>: <what is wrong>), or C(ready: ...)."
+    - "After a wait: C(<layer>: stalled at <step or layer> for S s (no progress: disk ..., status page ..., ...)) when
+      nothing progressed for O(stall_timeout) seconds; C(<layer>: still progressing at the cap (deadline N s; last
+      progress M s ago: ...): ...) when the cap O(timeout) ended a wait that still moved; else
+      C(<layer>: timed out after N s: ...)."
   returned: always
   type: str
   sample: "waa_server: /probe failed: 127.0.0.1:5000/probe: connection closed without an answer"
+progress:
+  description:
+    - What the wait saw of progress (O(stall_timeout)) - C(stalled) (the stall ended the wait),
+      C(stall_timeout_s), C(last_progress_s_ago), C(changes) (attempts in which a signal moved),
+      C(last_change) (which signals moved last), C(where) (the boot step or layer the host was at) and
+      C(signals) - C(disk) (files, size, allocated, mtime_ns under O(storage_path)), C(status_page),
+      C(layer), C(screen) (a digest).
+  returned: when O(wait=true)
+  type: dict
+  sample: {stalled: true, stall_timeout_s: 600, last_progress_s_ago: 600.4, changes: 3, last_change: [status_page],
+           where: "Installing Windows (12%)...", signals: {layer: vm_boot, status_page: "Installing Windows (12%)..."}}
 timed_out:
   description:
     - Whether the deadline ended the probe or the wait - a layer it left unchecked, or a wait that
@@ -296,6 +388,47 @@ attempts:
   description: Probe rounds made.
   returned: always
   type: int
+config:
+  description: The probed container against O(expect_config).
+  returned: when O(expect_config) is given
+  type: dict
+  contains:
+    exists:
+      description: Whether the container exists (false too when the engine did not answer).
+      type: bool
+    matches:
+      description: Whether the container is the declared one (label and image).
+      type: bool
+    reason:
+      description: Why not, or that it is as declared.
+      type: str
+    fingerprint:
+      description: The container's label; null when it has none.
+      type: str
+    declared:
+      description: O(expect_config.fingerprint).
+      type: str
+up_to_date:
+  description: Ready and C(config.matches) - nothing to do on this host.
+  returned: when O(expect_config) is given
+  type: bool
+lock:
+  description: The lease after this call.
+  returned: when O(lock) is given
+  type: dict
+  contains:
+    held:
+      description: Whether this run holds the lease after the call.
+      type: bool
+    released:
+      description: Whether the call let it go again.
+      type: bool
+    owner:
+      description: The owner record the lease was taken for (hand it to M(openadapt.waa.waa_lock) to release it).
+      type: dict
+    holder:
+      description: The lease record.
+      type: dict
 breaker:
   description: The circuit breaker after this call.
   returned: always
@@ -331,6 +464,8 @@ breaker:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.openadapt.waa.plugins.module_utils import _waa_lock as host_lock
+from ansible_collections.openadapt.waa.plugins.module_utils import waa_container_config as container_config
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import LAYERS, Prober
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_wait import Backoff, Breaker, probe
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_exit_codes import VERDICT_KEY, verdict_of_report
@@ -351,6 +486,8 @@ def argument_spec():
         check_screen=dict(type="bool", default=True),
         wait=dict(type="bool", default=False),
         timeout=dict(type="float", default=600),
+        stall_timeout=dict(type="float", default=600),
+        storage_path=dict(type="path"),
         request_timeout=dict(type="float", default=5),
         a11y_timeout=dict(type="float", default=30),
         backoff_initial=dict(type="float", default=0.25),
@@ -363,6 +500,19 @@ def argument_spec():
         force=dict(type="bool", default=False),
         fail_on_unhealthy=dict(type="bool", default=True),
         report_verdict=dict(type="bool", default=True),
+        expect_config=dict(type="dict", options=dict(
+            fingerprint=dict(type="str", required=True),
+            image=dict(type="str", required=True),
+        )),
+        lock=dict(type="dict", options=dict(
+            owner=dict(type="dict", required=True),
+            wait=dict(type="float", default=0),
+            ttl=dict(type="int", default=7200),
+            takeover_own=dict(type="bool", default=False),
+            lock_dir=dict(type="path", default=host_lock.DEFAULT_DIR),
+            release=dict(type="str", choices=["never", "always", "when_up_to_date"], default="never"),
+        )),
+        publish=dict(type="str", choices=["never", "always", "when_up_to_date"], default="never"),
     )
 
 
@@ -375,6 +525,8 @@ def check_params(p):
             return "%s must be greater than 0, got %s" % (name, p[name])
     if not 0 <= p["jitter"] < 1:
         return "jitter must be in [0, 1), got %s" % p["jitter"]
+    if p["stall_timeout"] < 0:
+        return "stall_timeout must not be negative (0 turns it off), got %s" % p["stall_timeout"]
     if p["backoff_factor"] < 1:
         return "backoff_factor must be at least 1, got %s" % p["backoff_factor"]
     if p["breaker_threshold"] < 0 or p["breaker_reset"] < 0:
@@ -398,14 +550,43 @@ def main():
                     request_timeout=p["request_timeout"], a11y_timeout=p["a11y_timeout"])
     breaker = Breaker(p["container_name"], threshold=p["breaker_threshold"], reset_s=p["breaker_reset"],
                       state_dir=p["breaker_state_dir"])
-    report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
-                   backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
-                   breaker=breaker, force=p["force"], persist=not module.check_mode)
+    lease, lease_result, owner = None, None, None
+    if p["lock"] and not module.check_mode:
+        try:
+            owner = host_lock.run_owner(p["lock"]["owner"])
+            lease, lease_result = host_lock.take(p["container_name"], owner, p["lock"]["ttl"], wait_s=p["lock"]["wait"],
+                                                 takeover_own=p["lock"]["takeover_own"],
+                                                 directory=p["lock"]["lock_dir"])
+        except host_lock.LockFailure as failure:
+            module.fail_json(msg=failure.message, holder=failure.holder, exit_code=failure.exit_code,
+                             waa_verdict=failure.verdict, changed=False)
+    try:
+        report = probe(prober, p["layers"], wait=p["wait"], timeout=p["timeout"],
+                       backoff=Backoff(p["backoff_initial"], p["backoff_factor"], p["backoff_max"], p["jitter"]),
+                       breaker=breaker, force=p["force"], persist=not module.check_mode,
+                       stall_timeout=p["stall_timeout"], storage_path=p["storage_path"])
+        if p["expect_config"]:
+            report["config"] = container_config.check(prober.docker, report, p["expect_config"],
+                                                      timeout=p["request_timeout"])
+            report["up_to_date"] = bool(report["ready"] and report["config"]["matches"])
+    except BaseException:
+        if lease is not None:
+            lease.release(owner)
+        raise
     if p["report_verdict"] or (not report["ready"] and p["fail_on_unhealthy"]):
         report[VERDICT_KEY] = verdict_of_report(report)
     if breaker.warning:
         module.warn(breaker.warning)
-    if not report["ready"] and p["fail_on_unhealthy"]:
+    failing = not report["ready"] and p["fail_on_unhealthy"]
+    if p["lock"]:
+        release = p["lock"]["release"]
+        let_go = lease is not None and (failing or release == "always"
+                                        or (release == "when_up_to_date" and report.get("up_to_date")))
+        if let_go:
+            lease.release(owner)
+        report["lock"] = dict(held=lease is not None and not let_go, released=let_go, owner=owner or {},
+                              holder=(lease_result or {}).get("holder") or {})
+    if failing:
         module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
     module.exit_json(changed=False, **report)
 

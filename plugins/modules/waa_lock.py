@@ -124,38 +124,28 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    owner = dict(p["owner"] or {})
-    if not owner.get("run_id"):
-        module.fail_json(msg="waa_lock: owner.run_id is required (one id per run)",
-                         waa_verdict=codes.verdict("usage", "waa_lock: owner.run_id is required", step="lock"))
-    if owner.get("pid") is not None:
-        try:
-            owner["pid"] = int(owner["pid"])
-        except (TypeError, ValueError):
-            owner["pid"] = None
     try:
-        host_lock = lock.HostLock(p["name"], p["lock_dir"])
+        owner = lock.run_owner(p["owner"])
         if module.check_mode:
+            host_lock = lock.HostLock(p["name"], p["lock_dir"])
             holder = host_lock.read()
             busy = holder is not None and holder.get("run_id") != owner["run_id"] and \
                 lock.stale_reason(holder, owner, takeover_own=p["takeover_own"]) is None
             module.exit_json(changed=not busy and p["state"] == "acquired", holder=holder or {}, busy=busy)
         if p["state"] == "released":
-            module.exit_json(changed=host_lock.release(owner), holder={})
+            module.exit_json(changed=lock.HostLock(p["name"], p["lock_dir"]).release(owner), holder={})
         if p["state"] == "renewed":
+            host_lock = lock.HostLock(p["name"], p["lock_dir"])
             host_lock.renew(owner, p["ttl"])
             module.exit_json(changed=False, holder=host_lock.read())
-        changed, stale, waited = host_lock.acquire(owner, p["ttl"], wait_s=p["wait"], takeover_own=p["takeover_own"])
-    except lock.Busy as busy:
-        message = str(busy)
-        module.fail_json(msg=message, holder=busy.holder, exit_code=codes.BUSY,
-                         waa_verdict=codes.verdict("busy", message, step="lock", failure_class="transient"))
+        _host_lock, result = lock.take(p["name"], owner, p["ttl"], wait_s=p["wait"], takeover_own=p["takeover_own"],
+                                       directory=p["lock_dir"])
+    except lock.LockFailure as failure:
+        module.fail_json(msg=failure.message, holder=failure.holder, exit_code=failure.exit_code,
+                         waa_verdict=failure.verdict)
     except (lock.LockError, IOError, OSError) as err:
         message = "the lock of %s cannot be used: %s" % (p["name"], err)
         module.fail_json(msg=message, waa_verdict=codes.verdict("unknown", message, step="lock"))
-    result = dict(changed=changed, holder=host_lock.read(), waited=waited)
-    if stale:
-        result["took_over"] = stale
     module.exit_json(**result)
 
 

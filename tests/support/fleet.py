@@ -302,9 +302,11 @@ def write_inventory(fleet: Fleet, group_vars: dict) -> None:
     import yaml
 
     fleet.control_dir.mkdir(mode=0o700, exist_ok=True)
+    # multiplexing in ssh_args: they come first on ssh's command line, and ssh takes an option's
+    # first value (in ssh_common_args, Ansible's default ssh_args' ControlPersist=60s would win)
+    multiplexing = f"-o ControlMaster=auto -o ControlPersist=10m -o ControlPath={fleet.control_dir}/%C"
     ssh_args = " ".join([
         f"-o UserKnownHostsFile={fleet.known_hosts}", "-o StrictHostKeyChecking=yes", "-o IdentitiesOnly=yes",
-        "-o ControlMaster=auto", "-o ControlPersist=120s", f"-o ControlPath={fleet.control_dir}/%C",
         "-o ConnectTimeout=10", "-o ServerAliveInterval=5", "-o ServerAliveCountMax=3"])
     children: dict = {}
     for host in fleet.hosts:
@@ -314,6 +316,7 @@ def write_inventory(fleet: Fleet, group_vars: dict) -> None:
         "ansible_user": "azureuser",
         "ansible_become": True,
         "ansible_ssh_private_key_file": str(fleet.key),
+        "ansible_ssh_args": multiplexing,
         "ansible_ssh_common_args": ssh_args,
         "ansible_ssh_pipelining": True,
         "ansible_python_interpreter": "/usr/bin/python3",
