@@ -39,7 +39,10 @@ from ansible_collections.openadapt.waa.plugins.module_utils.waa_health import (
 from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_breaker import (  # noqa: F401 (re-exported)
     CLOSED, DISABLED, HALF_OPEN, OPEN, STATE_DIRS, Breaker, default_state_dir, iso,
 )
-from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_progress import STALL_HINT, Progress
+try:
+    from ansible_collections.openadapt.waa.plugins.module_utils.waa_health_progress import STALL_HINT, Progress
+except ImportError:  # a copy of the probe without it (a host agent's lib dir): waits follow the cap only
+    STALL_HINT, Progress = "%s", None
 
 CIRCUIT_LAYER = "circuit_breaker"
 # The breaker's names stay importable from here, where the first callers found them.
@@ -119,8 +122,9 @@ def probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None,
         return report
     deadline = Deadline(timeout, clock)
     backoff = backoff or Backoff()
-    if wait and progress is None:
+    if wait and progress is None and Progress is not None:
         progress = Progress(stall_timeout, storage_path, clock=clock)
+    follow = wait and progress is not None
     attempt = 0
     checked = None  # the results of the last attempt the deadline did not cut
     while True:
@@ -129,24 +133,24 @@ def probe(prober, layers, wait=False, timeout=600.0, backoff=None, breaker=None,
         cut = cut_by_deadline(results)
         if cut and checked is not None:
             results = checked
-        elif wait and not cut:
+        elif follow and not cut:
             progress.observe(results)
         report = summarize(results, layers, started, clock, attempts=attempt)
         if report["ready"]:
             break
         if cut or deadline.expired():
             report = summarize(results, layers, started, clock, attempts=attempt, timed_out_after=timeout)
-            if wait and progress.changes and report["layers"] and not report["layers"][-1]["healthy"]:
+            if follow and progress.changes and report["layers"] and not report["layers"][-1]["healthy"]:
                 report["message"] = progress.cap_message(report["layers"][-1], timeout)
             break
         if not wait or stops_the_wait(report):
             break
-        if progress.stalled():
+        if follow and progress.stalled():
             report = stalled_report(report, progress)
             break
         checked = results
-        sleep(min(backoff.next(), deadline.remaining(), progress.stall_in()))
-    if wait:
+        sleep(min(backoff.next(), deadline.remaining(), progress.stall_in() if follow else float("inf")))
+    if follow:
         report["progress"] = progress.describe()
     if breaker is not None:
         counts = wait or (force and report["ready"])
