@@ -234,7 +234,11 @@ def main() -> int:
     print(f"machine: {machine()}", flush=True)
     rows = []
     for size in sizes:
-        row = measure(size, args.boot, args.forks)
+        try:
+            row = measure(size, args.boot, args.forks)
+        except Exception as err:  # a fleet that could not be made (a loaded machine): report the others
+            print(f"N={size}: not measured: {err}", flush=True)
+            continue
         rows.append(row)
         up = row["up"]
         print(f"N={size}: made in {row['made_s']:.0f}s; vm-setup {row['setup'].wall_s:.0f}s "

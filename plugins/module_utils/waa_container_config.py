@@ -81,3 +81,19 @@ def check(client, report, expected, timeout=5.0):
         image_id = image.get("Id") if isinstance(image, dict) else None
     result["matches"], result["reason"] = compare(details, expected["fingerprint"], image_id)
     return result
+
+
+def start_if_stopped(client, name, report, timeout=30.0, check_mode=False):
+    """Start the probed container when it is as declared but not running (up's shortcut around a
+    converge: nothing to recreate, only to start). Returns {started, reason} or None when not applicable."""
+    details = container_details(report)
+    config = report.get("config") or {}
+    if not config.get("matches") or details.get("running") or details.get("restarting"):
+        return None
+    if check_mode:
+        return {"started": False, "would_start": True, "reason": "check mode"}
+    try:
+        started = client.start_container(name, timeout=timeout)
+    except (DockerUnavailable, DockerAPIError, ValueError) as err:
+        return {"started": False, "reason": "the engine did not start it: %s" % err}
+    return {"started": started, "reason": "started the stopped container" if started else "it already ran"}

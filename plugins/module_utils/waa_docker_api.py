@@ -181,6 +181,16 @@ class DockerClient(object):
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
 
+    def start_container(self, name, timeout=30):
+        """Start an existing container; True when it was started, False when it already ran (304)."""
+        status, _headers, body = self.request("POST", "/containers/%s/start" % quote(name, safe=""), timeout=timeout,
+                                              max_bytes=MAX_ERROR_BODY)
+        if status == 304:
+            return False
+        if status >= 400:
+            raise DockerAPIError(status, _error_message(body))
+        return True
+
     def inspect_image(self, reference, timeout=10, max_bytes=MAX_INSPECT):
         """The image's inspect document, or None when the engine has no image of that reference."""
         status, _headers, body = self.request("GET", "/images/%s/json" % quote(reference, safe=""),

@@ -196,6 +196,14 @@ options:
         description: The declared image reference (name:tag or name@digest).
         type: str
         required: true
+  start_stopped:
+    description:
+      - With O(expect_config) - start the container (through the engine's API) when it is the
+        declared one but not running, instead of leaving that to a converge. The result says
+        C(started) and C(changed=true); in check mode nothing is started (C(would_start)).
+      - The layers in the result are those probed before the start.
+    type: bool
+    default: false
   lock:
     description:
       - Take this run's lease on the host's container (the one of M(openadapt.waa.waa_lock), named
@@ -244,7 +252,7 @@ notes:
   - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written.
   - Only waits count for the breaker. A single probe (O(wait=false)) never changes the breaker's file,
     except a forced probe that finds the host ready, which closes it.
-  - C(changed) is always V(false).
+  - C(changed) is V(false), except when O(start_stopped) started the container.
 seealso:
   - name: Exit codes
     description: docs/exit-codes.md in the collection lists every code and hint.
@@ -408,6 +416,10 @@ config:
     declared:
       description: O(expect_config.fingerprint).
       type: str
+started:
+  description: The start of a stopped declared container (O(start_stopped)) - C(started), C(reason).
+  returned: when O(start_stopped) applied (the container was as declared and not running)
+  type: dict
 up_to_date:
   description: Ready and C(config.matches) - nothing to do on this host.
   returned: when O(expect_config) is given
@@ -513,6 +525,7 @@ def argument_spec():
             release=dict(type="str", choices=["never", "always", "when_up_to_date"], default="never"),
         )),
         publish=dict(type="str", choices=["never", "always", "when_up_to_date"], default="never"),
+        start_stopped=dict(type="bool", default=False),
     )
 
 
@@ -569,6 +582,12 @@ def main():
             report["config"] = container_config.check(prober.docker, report, p["expect_config"],
                                                       timeout=p["request_timeout"])
             report["up_to_date"] = bool(report["ready"] and report["config"]["matches"])
+            if p["start_stopped"]:
+                started = container_config.start_if_stopped(prober.docker, p["container_name"], report,
+                                                            timeout=min(p["timeout"], 30.0),
+                                                            check_mode=module.check_mode)
+                if started is not None:
+                    report["started"] = started
     except BaseException:
         if lease is not None:
             lease.release(owner)
@@ -588,7 +607,7 @@ def main():
                               holder=(lease_result or {}).get("holder") or {})
     if failing:
         module.fail_json(msg="%s (hint: %s)" % (report["message"], report["hint"]), changed=False, **report)
-    module.exit_json(changed=False, **report)
+    module.exit_json(changed=bool((report.get("started") or {}).get("started")), **report)
 
 
 if __name__ == "__main__":
