@@ -210,6 +210,7 @@ def measure(size: int, boot: float, forks: int) -> dict:
         run_started = time.time()
         up = waa_run("up", fleet, forks)
         timelines = {host.name: boot_timeline(fleet, host.name) for host in fleet.hosts}
+        counted = {name: counts(run) for name, run in (("noop", noop), ("probe", probe), ("up", up), ("setup", setup))}
         fleet.close_masters()
         ssh = [ssh_connect_s(fleet, host.name) for host in fleet.hosts]
     finally:
@@ -218,7 +219,7 @@ def measure(size: int, boot: float, forks: int) -> dict:
     first_start = min((start for start, _ in filter(None, timelines.values())), default=run_started) - run_started
     last_ready = max((ready for _, ready in filter(None, timelines.values())), default=run_started) - run_started
     return {"size": size, "made_s": made, "setup": setup, "noop": noop, "noop_warm": noop_warm, "plain": plain,
-            "ref": ref, "probe": probe, "down": down, "up": up,
+            "ref": ref, "probe": probe, "down": down, "up": up, "counts": counted,
             "boots": boots, "ssh": ssh, "first_start_s": first_start, "last_ready_s": last_ready,
             "old_s": old_schedule(ssh, boots) if len(boots) == size else None}
 
@@ -264,7 +265,7 @@ def main() -> int:
           f"{'CPU/host probe':>14} {'CPU/host up':>11}")
     for row in rows:
         size = row["size"]
-        cells = ["%.0f/%.0f" % counts(row[name]) for name in ("noop", "probe", "up", "setup")]
+        cells = ["%.0f/%.0f" % row["counts"][name] for name in ("noop", "probe", "up", "setup")]
         print(f"{size:>3} {cells[0]:>9} {cells[1]:>9} {cells[2]:>10} {cells[3]:>9} "
               f"{row['noop'].cpu_s / size:>13.2f}s {row['probe'].cpu_s / size:>13.2f}s {row['up'].cpu_s / size:>10.2f}s")
     print("\n== no-op `up` against the plain-Python reference (same five checks, parallel SSH, no Ansible)")

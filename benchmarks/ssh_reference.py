@@ -21,7 +21,7 @@ class Unix(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(5); self.sock.connect("/var/run/docker.sock")
 def engine(path):
     c = Unix("docker", timeout=5); c.request("GET", path); r = c.getresponse(); return r.status, r.read(4 << 20)
-def http(port, path):
+def get(port, path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=5); c.request("GET", path); r = c.getresponse()
     return r.status, r.read(32 << 20)
 out = {}
@@ -29,9 +29,9 @@ try:
     out["docker_daemon"] = engine("/_ping")[0] == 200
     status, body = engine("/containers/winarena/json")
     out["container"] = status == 200 and json.loads(body)["State"]["Running"]
-    status, body = http(8006, "/vnc.html"); out["vm_boot"] = status == 200 and b"novnc" in body.lower()
-    status, body = http(5000, "/probe"); out["waa_server"] = status == 200
-    status, body = http(5000, "/accessibility?backend=win32"); out["accessibility"] = status == 200 and len(body) > 2
+    status, body = get(8006, "/vnc.html"); out["vm_boot"] = status == 200 and b"novnc" in body.lower()
+    status, body = get(5000, "/probe"); out["waa_server"] = status == 200
+    status, body = get(5000, "/accessibility?backend=win32"); out["accessibility"] = status == 200 and len(body) > 2
 except Exception as err:
     out["error"] = str(err)
 print(json.dumps(out))
