@@ -249,7 +249,9 @@ options:
     choices: [never, always, when_up_to_date]
     default: never
 notes:
-  - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written.
+  - Probing is read-only and runs in check mode too; in check mode the breaker's state is never written,
+    no lease is taken (O(lock)) and nothing is started (O(start_stopped)). Only those two options change
+    anything on the host.
   - Only waits count for the breaker. A single probe (O(wait=false)) never changes the breaker's file,
     except a forced probe that finds the host ready, which closes it.
   - C(changed) is V(false), except when O(start_stopped) started the container.
