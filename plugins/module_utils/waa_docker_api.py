@@ -171,15 +171,18 @@ class DockerClient(object):
     def version(self, timeout=5):
         return self.get_json("/version", timeout=timeout, max_bytes=MAX_ERROR_BODY)
 
-    def inspect_container(self, name, timeout=10, max_bytes=MAX_INSPECT):
-        """The container's inspect document, or None when it does not exist."""
-        status, _headers, body = self.request("GET", "/containers/%s/json" % quote(name, safe=""),
-                                              timeout=timeout, max_bytes=max_bytes)
+    def _inspect(self, path, timeout, max_bytes):
+        """An inspect document, or None when the engine has no such object (404)."""
+        status, _headers, body = self.request("GET", path, timeout=timeout, max_bytes=max_bytes)
         if status == 404:
             return None
         if status >= 400:
             raise DockerAPIError(status, _error_message(body))
         return json_body(body)
+
+    def inspect_container(self, name, timeout=10, max_bytes=MAX_INSPECT):
+        """The container's inspect document, or None when it does not exist."""
+        return self._inspect("/containers/%s/json" % quote(name, safe=""), timeout, max_bytes)
 
     def start_container(self, name, timeout=30):
         """Start an existing container; True when it was started, False when it already ran (304)."""
@@ -193,13 +196,7 @@ class DockerClient(object):
 
     def inspect_image(self, reference, timeout=10, max_bytes=MAX_INSPECT):
         """The image's inspect document, or None when the engine has no image of that reference."""
-        status, _headers, body = self.request("GET", "/images/%s/json" % quote(reference, safe=""),
-                                              timeout=timeout, max_bytes=max_bytes)
-        if status == 404:
-            return None
-        if status >= 400:
-            raise DockerAPIError(status, _error_message(body))
-        return json_body(body)
+        return self._inspect("/images/%s/json" % quote(reference, safe=""), timeout, max_bytes)
 
     def container_logs(self, name, tail=20, since=None, timeout=10, max_bytes=MAX_LOGS):
         """The last `tail` lines of stdout and stderr as text (the multiplexed stream demuxed).
