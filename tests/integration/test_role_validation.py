@@ -74,12 +74,32 @@ def test_public_exposure_needs_the_explicit_switch_and_warns(base, tmp_path):
 
 
 def test_two_runs_at_once_end_with_exactly_one_container(base, tmp_path):
+    # The host lock lets one run at a time work on the container; with waa_lock_wait the other
+    # waits for it (without, it is refused busy: test_locks.py), then finds the container as set up.
+    results: list[subprocess.CompletedProcess] = []
+    waiting = {**base, "waa_lock_wait": 240}
+    threads = [threading.Thread(target=lambda: results.append(run_up(waiting, tmp_path))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stdout[-2000:] for r in results]
+    names = docker("ps", "-a", "--filter", f"name=^{base['waa_container_name']}$", "--format", "{{.Names}}").stdout.split()
+    assert names == [base["waa_container_name"]]
+
+
+def test_a_second_plain_run_at_once_is_refused_busy_and_changes_nothing(base, tmp_path):
     results: list[subprocess.CompletedProcess] = []
     threads = [threading.Thread(target=lambda: results.append(run_up(base, tmp_path))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert [r.returncode for r in results] == [0, 0], [r.stdout[-2000:] for r in results]
+    codes = sorted(r.returncode for r in results)
+    # both succeed only when one run had released the lock before the other asked for it
+    assert codes in ([0, 0], [0, 2]), [r.stdout[-2000:] for r in results]
+    if codes == [0, 2]:
+        refused = next(r for r in results if r.returncode == 2)
+        assert "busy" in refused.stdout and "exit 12" in refused.stdout, refused.stdout[-2000:]
     names = docker("ps", "-a", "--filter", f"name=^{base['waa_container_name']}$", "--format", "{{.Names}}").stdout.split()
     assert names == [base["waa_container_name"]]
