@@ -216,20 +216,13 @@ def pull_once(messages, progress, stall_timeout, on_progress, report_every=0.5):
 
 
 # ------------------------------------------------------------------------------- the engine
-def _json(body):
-    if not body:
-        return None
-    return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
-
-
 def inspect_image(client, reference):
-    """The image's inspect document, or None when the engine has no such image."""
-    status, _headers, body = client.request("GET", "/images/%s/json" % quote(reference, safe=""), timeout=30)
-    if status == 404:
-        return None
-    if status != 200:
-        raise PullError("inspecting %s: engine answered %s %s" % (reference, status, body[:200]))
-    return _json(body)
+    """The image's inspect document, or None when the engine has no such image (the client's
+    inspect; an engine error becomes a PullError that names the reference)."""
+    try:
+        return client.inspect_image(reference, timeout=30)
+    except docker_api.DockerAPIError as err:
+        raise PullError("inspecting %s: engine answered %s" % (reference, err))
 
 
 def pull_messages(client, reference, auth, stall_timeout):
